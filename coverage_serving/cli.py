@@ -1,0 +1,141 @@
+"""`coverage-serving`: the demo, its data and its models, from the command line."""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from coverage_serving.config import ConfigError, ServingConfig, load_serving_config
+from coverage_serving.definitions import build_definitions
+from coverage_serving.demo.models import train_demo_model
+from coverage_serving.demo.runner import (
+    describe_predictions,
+    ensure_demo_models,
+    run_main_jobs,
+    write_demo_sources,
+)
+from coverage_serving.errors import ServingError
+from coverage_serving.settings import REPO_ROOT, LocalState
+from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coverage-serving", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "demo",
+        help="create missing demo data and models, score every partition, print the tables",
+    )
+    commands.add_parser("demo-data", help="create the missing partitions of the demo sources")
+    dev = commands.add_parser("dev", help="start the Dagster UI and daemon and the MLflow UI")
+    dev.add_argument("--dagster-port", type=int, default=3000)
+    dev.add_argument("--mlflow-port", type=int, default=5000)
+    train = commands.add_parser("train-demo-model", help="register a new demo model version")
+    train.add_argument("model", help="model name in the serving config, e.g. store or grid")
+    train.add_argument("--alias", help="move this alias (e.g. champion) to the new version")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    state = LocalState.from_env()
+    state.create()
+    os.environ.setdefault("DAGSTER_HOME", str(state.dagster_home))
+    try:
+        config = load_serving_config()
+        if args.command == "train-demo-model":
+            return train(config, state, args.model, args.alias)
+        if args.command == "dev":
+            return dev(state, args.dagster_port, args.mlflow_port)
+        warehouse = DuckDBWarehouse(
+            DuckDBResource(database=str(state.warehouse_path)).get_connection
+        )
+        written = write_demo_sources(warehouse, config)
+        print(f"demo sources: {written} partition(s) generated")
+        return demo(config, state, warehouse) if args.command == "demo" else 0
+    except (ConfigError, ServingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def train(config: ServingConfig, state: LocalState, name: str, alias: str | None) -> int:
+    if name not in config.models:
+        print(
+            f"error: no model {name!r} in the serving config {sorted(config.models)}",
+            file=sys.stderr,
+        )
+        return 2
+    model = config.models[name]
+    version = train_demo_model(model, state.tracking_uri, state.mlflow_artifacts, alias)
+    moved = f"; alias {alias!r} now points at it" if alias else ""
+    print(f"registered {model.registered_model} version {version}{moved}")
+    return 0
+
+
+def demo(config: ServingConfig, state: LocalState, warehouse: Warehouse) -> int:
+    for registered in ensure_demo_models(config, state):
+        print(f"demo model registered: {registered}")
+    started = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        failed = run_main_jobs(build_definitions(config, state), config, instance)
+    print(f"main jobs finished in {time.perf_counter() - started:.1f}s")
+    for line in describe_predictions(warehouse, config):
+        print(line)
+    if failed:
+        print("failed partitions:\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def dev(state: LocalState, dagster_port: int, mlflow_port: int) -> int:
+    """Run both UIs on 127.0.0.1 until interrupted; stopping one stops the other."""
+    workspace = REPO_ROOT / "workspace.yaml"
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(workspace),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(dagster_port),
+        ],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            state.tracking_uri,
+            "--default-artifact-root",
+            state.mlflow_artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+        ],
+    ]
+    print(f"Dagster UI: http://127.0.0.1:{dagster_port}  MLflow UI: http://127.0.0.1:{mlflow_port}")
+    processes = [subprocess.Popen(command) for command in commands]
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The serving configuration: which registered models score which tables, typed and validated."""
+
+from coverage_serving.config.loader import ConfigError, default_config_path, load_serving_config
+from coverage_serving.config.schema import (
+    ColumnSpec,
+    ColumnType,
+    ModelConfig,
+    PredictionSpec,
+    RegistryConfig,
+    ServingConfig,
+)
+
+__all__ = [
+    "ColumnSpec",
+    "ColumnType",
+    "ConfigError",
+    "ModelConfig",
+    "PredictionSpec",
+    "RegistryConfig",
+    "ServingConfig",
+    "default_config_path",
+    "load_serving_config",
+]

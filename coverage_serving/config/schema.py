@@ -1,0 +1,179 @@
+"""Typed shape of serving.yaml; every rule a config must satisfy lives here."""
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+# Columns the platform adds to every prediction row; config columns may not reuse them.
+PARTITION_COLUMNS = ("market", "month")
+LINEAGE_COLUMNS = (
+    "model_name",
+    "model_version",
+    "model_alias",
+    "model_run_id",
+    "scored_at",
+    "dagster_run_id",
+)
+RESERVED_COLUMNS = frozenset(PARTITION_COLUMNS + LINEAGE_COLUMNS)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+_MARKET = re.compile(r"[A-Za-z0-9_\-]{1,16}")
+
+
+def _plain_identifier(value: str) -> str:
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a plain SQL identifier "
+            "(letters, digits and underscores, not starting with a digit, at most 63 characters)"
+        )
+    return value
+
+
+def _registry_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid registry name (letters, digits, '_', '.', '-')")
+    return value
+
+
+def _market_code(value: str) -> str:
+    if not _MARKET.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid market code (letters, digits, '_', '-')")
+    return value
+
+
+def _first_of_month(value: date) -> date:
+    if value.day != 1:
+        raise ValueError(f"{value.isoformat()} is not the first day of a month")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_plain_identifier)]
+RegistryName = Annotated[str, AfterValidator(_registry_name)]
+MarketCode = Annotated[str, AfterValidator(_market_code)]
+Month = Annotated[date, AfterValidator(_first_of_month)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnType(StrEnum):
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+
+
+class ColumnSpec(_Strict):
+    type: ColumnType
+    nullable: bool = False
+    description: str = ""
+
+
+class PredictionSpec(_Strict):
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> "PredictionSpec":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class RegistryConfig(_Strict):
+    # Loading a pickled (or skops) model runs code from the artifact: serving such models is a
+    # trust decision about the registry, made here explicitly rather than by a default.
+    allow_pickled_models: bool = False
+
+
+class ModelConfig(_Strict):
+    name: Identifier
+    registered_model: RegistryName
+    alias: RegistryName = "champion"
+    source_table: Identifier
+    output_table: Identifier
+    keys: dict[Identifier, ColumnSpec] = Field(min_length=1)
+    features: dict[Identifier, ColumnSpec] = Field(min_length=1)
+    predictions: dict[Identifier, PredictionSpec] = Field(min_length=1)
+    markets: list[MarketCode] = Field(min_length=1)
+    first_month: Month
+    last_month: Month | None = None
+    chunk_rows: int = Field(default=100_000, gt=0)
+
+    @model_validator(mode="after")
+    def _columns_are_distinct(self) -> "ModelConfig":
+        named = [*self.keys, *self.features, *self.predictions]
+        repeated = sorted({c for c in named if named.count(c) > 1})
+        if repeated:
+            raise ValueError(f"columns used twice across keys/features/predictions: {repeated}")
+        reserved = sorted(RESERVED_COLUMNS.intersection(named))
+        if reserved:
+            raise ValueError(f"columns {reserved} are reserved for partition and lineage columns")
+        nullable_keys = sorted(k for k, spec in self.keys.items() if spec.nullable)
+        if nullable_keys:
+            raise ValueError(f"key columns cannot be nullable: {nullable_keys}")
+        nullable_ints = sorted(
+            f for f, spec in self.features.items() if spec.nullable and spec.type == ColumnType.INT
+        )
+        if nullable_ints:
+            raise ValueError(
+                f"int features cannot be nullable (a missing int has no int64 form and MLflow "
+                f"rejects it): declare {nullable_ints} as float"
+            )
+        if len(set(self.markets)) != len(self.markets):
+            raise ValueError(f"markets are listed more than once: {self.markets}")
+        if self.last_month is not None and self.last_month < self.first_month:
+            raise ValueError("last_month is before first_month")
+        return self
+
+    @property
+    def key_columns(self) -> list[str]:
+        return list(self.keys)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def prediction_columns(self) -> list[str]:
+        return list(self.predictions)
+
+    @property
+    def features_table(self) -> str:
+        return f"{self.name}_features"
+
+
+class ServingConfig(_Strict):
+    registry: RegistryConfig = RegistryConfig()
+    models: dict[Identifier, ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_models_by_their_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            models = {}
+            for name, entry in data["models"].items():
+                if isinstance(entry, dict):
+                    if "name" in entry:
+                        raise ValueError(f"model {name!r}: 'name' comes from the key, remove it")
+                    entry = {**entry, "name": name}
+                models[name] = entry
+            data = {**data, "models": models}
+        return data
+
+    @model_validator(mode="after")
+    def _outputs_are_distinct(self) -> "ServingConfig":
+        writers: dict[str, str] = {}
+        for model in self.models.values():
+            if model.output_table in writers:
+                raise ValueError(
+                    f"models {writers[model.output_table]!r} and {model.name!r} both write "
+                    f"output_table {model.output_table!r}"
+                )
+            writers[model.output_table] = model.name
+        return self

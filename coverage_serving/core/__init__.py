@@ -1,0 +1,1 @@
+"""The scoring core: contracts, scoring and lineage. No Dagster import, unit-testable."""

@@ -1,0 +1,88 @@
+"""Score one partition's feature rows with one loaded model version, adding lineage."""
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from coverage_serving.config import ModelConfig
+from coverage_serving.core.contracts import (
+    check_signature,
+    enforce_input_contract,
+    enforce_output_contract,
+)
+from coverage_serving.errors import ModelOutputError
+from coverage_serving.partition import Partition
+from coverage_serving.registry import LoadedModel
+
+
+@dataclass(frozen=True)
+class Lineage:
+    model_name: str
+    model_version: int
+    model_alias: str | None
+    model_run_id: str | None
+    scored_at: pd.Timestamp
+    dagster_run_id: str
+
+    @classmethod
+    def of(cls, model: LoadedModel, dagster_run_id: str) -> "Lineage":
+        return cls(
+            model_name=model.ref.name,
+            model_version=model.ref.version,
+            model_alias=model.ref.alias,
+            model_run_id=model.ref.run_id,
+            scored_at=pd.Timestamp(datetime.now(UTC)).as_unit("ns"),
+            dagster_run_id=dagster_run_id,
+        )
+
+
+def score_partition(
+    config: ModelConfig,
+    model: LoadedModel,
+    partition: Partition,
+    features: pd.DataFrame,
+    dagster_run_id: str,
+) -> pd.DataFrame:
+    """One prediction row per feature row, with lineage, that passed the output contract."""
+    check_signature(config, model.ref.version, model.input_types)
+    features = enforce_input_contract(config, partition, features).reset_index(drop=True)
+    predictions = predict_in_chunks(config, model, features[config.feature_columns])
+    rows = pd.concat(
+        [features[[*config.key_columns, "market", "month"]], predictions], axis="columns"
+    )
+    rows = rows.assign(**asdict(Lineage.of(model, dagster_run_id)))
+    rows["model_version"] = rows["model_version"].astype("int64")
+    return enforce_output_contract(config, partition, rows)
+
+
+def predict_in_chunks(
+    config: ModelConfig, model: LoadedModel, features: pd.DataFrame
+) -> pd.DataFrame:
+    # Chunks bound the memory pyfunc's signature enforcement and the model take per call.
+    chunks = [
+        _prediction_columns(config, model, features.iloc[start : start + config.chunk_rows])
+        for start in range(0, len(features), config.chunk_rows)
+    ]
+    return pd.DataFrame(np.vstack(chunks), columns=config.prediction_columns)
+
+
+def _prediction_columns(config: ModelConfig, model: LoadedModel, chunk: pd.DataFrame) -> np.ndarray:
+    where = f"model {config.name!r} ({model.ref.name} version {model.ref.version})"
+    raw = model.predict(chunk)
+    if isinstance(raw, pd.DataFrame) and set(config.prediction_columns) <= set(raw.columns):
+        raw = raw[config.prediction_columns]
+    try:
+        values = np.asarray(raw, dtype="float64")
+    except (TypeError, ValueError) as err:
+        raise ModelOutputError(f"{where} returned non-numeric predictions: {err}") from err
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    expected = (len(chunk), len(config.prediction_columns))
+    if values.shape != expected:
+        raise ModelOutputError(
+            f"{where} returned predictions of shape {values.shape} for {len(chunk)} rows; "
+            f"expected {expected} (one row per feature row, columns {config.prediction_columns})"
+        )
+    return values

@@ -1,0 +1,43 @@
+"""The three tables of a model, derived from its config: source, feature snapshot, predictions."""
+
+from coverage_serving.config import ColumnSpec, ModelConfig
+from coverage_serving.warehouse import Column, TableSpec
+
+SOURCE_SCHEMA = "source"
+FEATURES_SCHEMA = "features"
+PREDICTIONS_SCHEMA = "serving"
+
+PARTITION_COLUMNS = (Column("market", "string"), Column("month", "date"))
+LINEAGE_COLUMNS = (
+    Column("model_name", "string"),
+    Column("model_version", "int"),
+    Column("model_alias", "string", nullable=True),
+    Column("model_run_id", "string", nullable=True),
+    Column("scored_at", "timestamp"),
+    Column("dagster_run_id", "string"),
+)
+
+
+def _columns(specs: dict[str, ColumnSpec]) -> tuple[Column, ...]:
+    return tuple(Column(name, spec.type.value, spec.nullable) for name, spec in specs.items())
+
+
+def _feature_row_columns(model: ModelConfig) -> tuple[Column, ...]:
+    return _columns(model.keys) + PARTITION_COLUMNS + _columns(model.features)
+
+
+def source_table(model: ModelConfig) -> TableSpec:
+    return TableSpec(SOURCE_SCHEMA, model.source_table, _feature_row_columns(model))
+
+
+def features_table(model: ModelConfig) -> TableSpec:
+    return TableSpec(FEATURES_SCHEMA, model.features_table, _feature_row_columns(model))
+
+
+def predictions_table(model: ModelConfig) -> TableSpec:
+    predictions = tuple(Column(name, "float") for name in model.predictions)
+    return TableSpec(
+        PREDICTIONS_SCHEMA,
+        model.output_table,
+        _columns(model.keys) + PARTITION_COLUMNS + predictions + LINEAGE_COLUMNS,
+    )

@@ -1,0 +1,42 @@
+"""The one Dagster Definitions of coverage_serving: assets and jobs from the serving config,
+resources chosen by deployment."""
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from coverage_serving.config import ServingConfig, load_serving_config
+from coverage_serving.defs.assets import build_model_assets
+from coverage_serving.defs.jobs import build_scoring_job
+from coverage_serving.defs.resources import DuckDBWarehouseResource, RegistryResource
+from coverage_serving.settings import LocalState
+
+WAREHOUSE_VAR = "COVERAGE_SERVING_WAREHOUSE"
+
+
+def resources_for_deployment(config: ServingConfig, state: LocalState) -> dict[str, object]:
+    warehouse = os.environ.get(WAREHOUSE_VAR, "duckdb")
+    if warehouse != "duckdb":
+        raise ValueError(f"{WAREHOUSE_VAR}={warehouse!r} is not supported; expected 'duckdb'")
+    return {
+        "warehouse": DuckDBWarehouseResource(
+            duckdb=DuckDBResource(database=str(state.warehouse_path))
+        ),
+        "registry": RegistryResource(
+            tracking_uri=state.tracking_uri,
+            allow_pickled_models=config.registry.allow_pickled_models,
+        ),
+    }
+
+
+def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definitions:
+    models = list(config.models.values())
+    return dg.Definitions(
+        assets=[asset for model in models for asset in build_model_assets(model)],
+        jobs=[build_scoring_job(model) for model in models],
+        resources=resources_for_deployment(config, state),
+    )
+
+
+defs = build_definitions(load_serving_config(), LocalState.from_env())

@@ -1,0 +1,145 @@
+"""Demo models, registered the two ways the deployment lecture exports models:
+the store model as a pickled scikit-learn pipeline, the grid model in LightGBM's native format."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from coverage_serving.config import ColumnType, ModelConfig
+from coverage_serving.demo.data import GENERATORS
+from coverage_serving.partition import Partition
+
+TRAINING_EXPERIMENT = "coverage-serving-training"
+TRAINING_ROWS = 4_000
+
+
+def _training_frame(model: ModelConfig, seed: int) -> pd.DataFrame:
+    generate = GENERATORS[model.source_table]
+    frames = [
+        generate(Partition(market, model.first_month), TRAINING_ROWS) for market in model.markets
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sample(frac=0.8, random_state=seed).reset_index(drop=True)
+
+
+def _sales_potential(x: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    type_factor = x["store_type"].map(
+        {"kirana": 1.0, "convenience": 1.4, "pharmacy": 1.2, "supermarket": 3.5}
+    )
+    return (
+        3_000
+        * x["population_index"] ** 0.6
+        * x["income_index"] ** 0.8
+        * type_factor
+        * (1 + 0.01 * x["current_sku_count"])
+        / (1 + 0.05 * x["competitor_count"])
+        * rng.lognormal(0, 0.15, len(x))
+    ).to_numpy()
+
+
+def _is_whitespace(x: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    logit = (
+        0.9 * np.log1p(x["population"]) / 3
+        + 0.2 * x["road_density"]
+        - 0.8 * x["covered_outlet_count"]
+        - 1.5
+        + rng.normal(0, 0.5, len(x))
+    )
+    return (logit > 0).astype(int).to_numpy()
+
+
+def _train_store(x: pd.DataFrame, seed: int) -> tuple[Pipeline, Callable[..., object]]:
+    categorical = list(x.select_dtypes("object").columns)
+    pipeline = Pipeline(
+        [
+            (
+                "encode",
+                ColumnTransformer(
+                    [("categories", OneHotEncoder(handle_unknown="ignore"), categorical)],
+                    remainder="passthrough",
+                ),
+            ),
+            (
+                "regress",
+                # Trained on log sales so predictions stay positive.
+                TransformedTargetRegressor(
+                    HistGradientBoostingRegressor(max_iter=150, random_state=seed),
+                    func=np.log1p,
+                    inverse_func=np.expm1,
+                ),
+            ),
+        ]
+    )
+    pipeline.fit(x, _sales_potential(x, np.random.default_rng(seed)))
+
+    def log(**kwargs: object) -> object:
+        # "cloudpickle": the pickled export style; loading it is a trust decision (config).
+        return mlflow.sklearn.log_model(pipeline, serialization_format="cloudpickle", **kwargs)
+
+    return pipeline, log
+
+
+def _train_grid(x: pd.DataFrame, seed: int) -> tuple[object, Callable[..., object]]:
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "seed": seed, "num_leaves": 31},
+        lgb.Dataset(x, _is_whitespace(x, np.random.default_rng(seed))),
+        num_boost_round=120,
+    )
+
+    def log(**kwargs: object) -> object:
+        return mlflow.lightgbm.log_model(booster, **kwargs)
+
+    return booster, log
+
+
+TRAINERS = {"stores": _train_store, "grid_cells": _train_grid}
+
+
+def train_demo_model(
+    model: ModelConfig, tracking_uri: str, artifacts: Path, alias: str | None
+) -> int:
+    """Train, log and register a new version of the model; move `alias` to it if given."""
+    if model.source_table not in TRAINERS:
+        raise ValueError(
+            f"model {model.name!r}: no demo trainer for source table {model.source_table!r}"
+        )
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(TRAINING_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(TRAINING_EXPERIMENT, artifact_location=artifacts.as_uri())
+    )
+    seed = len(_versions(client, model.registered_model)) + 1
+    frame = _training_frame(model, seed)
+    features = frame[model.feature_columns].astype(
+        {n: "float64" for n, s in model.features.items() if s.type == ColumnType.FLOAT}
+    )
+    estimator, log = TRAINERS[model.source_table](features, seed)
+    example = features.head(5)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{model.name}-{seed}"):
+        mlflow.log_params({"demo_seed": seed, "training_rows": len(features)})
+        info = log(
+            name="model",
+            signature=infer_signature(example, estimator.predict(example)),
+            input_example=example,
+            registered_model_name=model.registered_model,
+        )
+    version = int(info.registered_model_version)
+    if alias:
+        client.set_registered_model_alias(model.registered_model, alias, str(version))
+    return version
+
+
+def _versions(client: mlflow.MlflowClient, name: str) -> list[object]:
+    return list(client.search_model_versions(f"name = '{name}'"))

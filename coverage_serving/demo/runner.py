@@ -1,0 +1,94 @@
+"""What `coverage-serving demo` does: fill in missing demo data and models, then run the main
+job of every model for every partition and report what the prediction tables hold."""
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from coverage_serving.config import ModelConfig, ServingConfig
+from coverage_serving.core.tables import predictions_table, source_table
+from coverage_serving.defs.jobs import scoring_job_name
+from coverage_serving.defs.partitions import model_partitions
+from coverage_serving.demo.data import DEFAULT_ROWS, GENERATORS
+from coverage_serving.demo.models import train_demo_model
+from coverage_serving.errors import RegistryError
+from coverage_serving.partition import Partition
+from coverage_serving.registry import ModelRegistry
+from coverage_serving.settings import LocalState
+from coverage_serving.warehouse import Warehouse
+
+
+def partitions_of(model: ModelConfig) -> list[Partition]:
+    return [Partition.parse(key) for key in model_partitions(model).get_partition_keys()]
+
+
+def write_demo_sources(
+    warehouse: Warehouse, config: ServingConfig, rows: dict[str, int] | None = None
+) -> int:
+    """Generate the source partitions that are missing; returns how many were written."""
+    rows = {**DEFAULT_ROWS, **(rows or {})}
+    written = 0
+    for model in config.models.values():
+        if model.source_table not in GENERATORS:
+            print(f"  no demo generator for source.{model.source_table}: load it yourself")
+            continue
+        table = source_table(model)
+        present = set(warehouse.list_partitions(table))
+        for partition in partitions_of(model):
+            if partition not in present:
+                frame = GENERATORS[model.source_table](partition, rows[model.source_table])
+                warehouse.replace_partition(table, partition, frame[table.column_names])
+                written += 1
+    return written
+
+
+def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
+    """Register version 1 of every model whose alias resolves to nothing yet."""
+    registry = ModelRegistry(state.tracking_uri, config.registry.allow_pickled_models)
+    registered = []
+    for model in config.models.values():
+        try:
+            registry.resolve(model.registered_model, model.alias)
+        except RegistryError:
+            version = train_demo_model(
+                model, state.tracking_uri, state.mlflow_artifacts, model.alias
+            )
+            registered.append(f"{model.registered_model} v{version} @{model.alias}")
+    return registered
+
+
+def run_main_jobs(
+    defs: dg.Definitions, config: ServingConfig, instance: dg.DagsterInstance
+) -> list[str]:
+    """Materialise every partition of every model; returns the partitions that failed."""
+    failed = []
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    for model in config.models.values():
+        job = defs.resolve_job_def(scoring_job_name(model))
+        for partition in partitions_of(model):
+            result = job.execute_in_process(
+                partition_key=partition.key,
+                instance=instance,
+                run_config=quiet,
+                raise_on_error=False,
+            )
+            if not result.success:
+                failed.append(f"{job.name} {partition.key} (run {result.run_id})")
+    return failed
+
+
+def describe_predictions(warehouse: Warehouse, config: ServingConfig) -> Iterable[str]:
+    """Per prediction table: each partition's row count and the model version(s) in it."""
+    for model in config.models.values():
+        table = predictions_table(model)
+        partitions = warehouse.list_partitions(table)
+        total = 0
+        lines = []
+        for partition in partitions:
+            frame = warehouse.read_partition(table, partition)
+            versions = ",".join(str(v) for v in sorted(frame["model_version"].unique()))
+            total += len(frame)
+            lines.append(f"  {partition.market:<6} {partition.month}  {len(frame):>9,}  {versions}")
+        yield f"{table.qualified_name}: {len(partitions)} partitions, {total:,} rows"
+        yield f"  {'market':<6} {'month':<10}  {'rows':>9}  model_version"
+        yield from lines

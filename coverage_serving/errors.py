@@ -1,0 +1,34 @@
+"""Errors a user can act on: each names what is wrong and where, and carries it as metadata."""
+
+from typing import Any
+
+
+class ServingError(Exception):
+    """A partition could not be served. Nothing was written when this is raised."""
+
+    def metadata(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": str(self)}
+
+
+class RegistryError(ServingError):
+    """The model registry did not answer, or has no such model, alias or version."""
+
+
+class ModelLoadError(ServingError):
+    """A registered version exists but its artifact cannot be loaded."""
+
+
+class UnservableModelError(ServingError):
+    """A model version cannot score the configured features (signature mismatch)."""
+
+
+class ModelOutputError(ServingError):
+    """The model returned something that cannot be a prediction column."""
+
+
+class WarehouseError(ServingError):
+    """A table is missing, has the wrong columns, or a write was refused."""
+
+
+class EmptyPartitionError(ServingError):
+    """A partition has no rows; writing it would silently wipe the old rows."""

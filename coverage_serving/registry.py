@@ -1,0 +1,135 @@
+"""The model registry: resolve an alias to a concrete version and load that version once."""
+
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from coverage_serving.errors import ModelLoadError, RegistryError
+
+PICKLE_TRUST_VAR = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """A concrete registered version; `alias` is the alias it was resolved through, if any."""
+
+    name: str
+    version: int
+    alias: str | None
+    run_id: str | None
+    source: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    ref: ModelVersionRef
+    pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+
+    @property
+    def input_types(self) -> dict[str, str] | None:
+        """Signature input columns and their MLflow types, or None without a signature."""
+        schema = self.pyfunc.metadata.get_input_schema()
+        if schema is None or not schema.has_input_names():
+            return None
+        return {spec.name: getattr(spec.type, "name", str(spec.type)) for spec in schema.inputs}
+
+    def predict(self, features: pd.DataFrame) -> Any:
+        return self.pyfunc.predict(features)
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str, allow_pickled_models: bool) -> None:
+        self.tracking_uri = tracking_uri
+        self.allow_pickled_models = allow_pickled_models
+        self._client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def resolve(self, name: str, alias: str) -> ModelVersionRef:
+        """The version `alias` points at now; callers pin it for the rest of their run."""
+        try:
+            found = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException as err:
+            # MLflow answers RESOURCE_DOES_NOT_EXIST or INVALID_PARAMETER_VALUE depending on
+            # whether the model exists; both mean "no such alias" to a user.
+            raise RegistryError(
+                f"model {name!r}: alias {alias!r} cannot be resolved in registry "
+                f"{redact(self.tracking_uri)}: {err.message}"
+            ) from err
+        except Exception as err:  # connection refused, timeouts: the registry did not answer
+            raise RegistryError(
+                f"model {name!r}: registry {redact(self.tracking_uri)} did not answer: {err}"
+            ) from err
+        return ModelVersionRef(
+            name=name,
+            version=int(found.version),
+            alias=alias,
+            run_id=found.run_id,
+            source=found.source,
+        )
+
+    def load(self, ref: ModelVersionRef) -> LoadedModel:
+        """The version's pyfunc model, loaded once per process and version."""
+        key = (self.tracking_uri, ref.name, ref.version, self.allow_pickled_models)
+        with _CACHE_LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = self._download_and_load(ref)
+            return LoadedModel(ref=ref, pyfunc=_LOADED[key])
+
+    def _download_and_load(self, ref: ModelVersionRef) -> Any:
+        where = f"model {ref.name!r} version {ref.version}"
+        with tempfile.TemporaryDirectory(prefix="coverage-serving-model-") as scratch:
+            try:
+                # Ask this registry where the artifacts are: mlflow.artifacts resolves
+                # models:/ URIs against the process-global registry, not ours.
+                location = self._client.get_model_version_download_uri(ref.name, str(ref.version))
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=scratch, tracking_uri=self.tracking_uri
+                )
+            except Exception as err:
+                raise ModelLoadError(f"{where}: artifacts cannot be downloaded: {err}") from err
+            try:
+                with _pickle_trust(self.allow_pickled_models):
+                    return mlflow.pyfunc.load_model(local)
+            except Exception as err:
+                hint = (
+                    ""
+                    if self.allow_pickled_models
+                    else " (pickled models load only with registry.allow_pickled_models: true)"
+                )
+                raise ModelLoadError(f"{where}: artifact cannot be loaded: {err}{hint}") from err
+
+
+_LOADED: dict[tuple[str, str, int, bool], Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pickle_trust(allowed: bool) -> Iterator[None]:
+    # mlflow.pyfunc.load_model reads the pickle trust switch only from the environment; set it
+    # from the config's explicit decision for the duration of one load.
+    previous = os.environ.get(PICKLE_TRUST_VAR)
+    os.environ[PICKLE_TRUST_VAR] = "true" if allowed else "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[PICKLE_TRUST_VAR]
+        else:
+            os.environ[PICKLE_TRUST_VAR] = previous
+
+
+def redact(uri: str) -> str:
+    """The URI without any user:password part, fit for messages and metadata."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
