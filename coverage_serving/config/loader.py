@@ -36,7 +36,7 @@ def load_serving_config(path: Path | None = None) -> ServingConfig:
 
 
 def _describe(error: dict) -> str:
-    loc = [str(part) for part in error["loc"]]
+    loc = [str(part) for part in error["loc"] if part != "[key]"]
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"

@@ -1,0 +1,66 @@
+"""Shared fixtures: a small serving config, and a state directory holding a real DuckDB
+warehouse with demo sources and a real sqlite MLflow registry with both demo models."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from coverage_serving.config import ServingConfig, load_serving_config
+from coverage_serving.definitions import build_definitions
+from coverage_serving.demo.models import train_demo_model
+from coverage_serving.demo.runner import write_demo_sources
+from coverage_serving.settings import HOME_VAR, LocalState
+from coverage_serving.warehouse import DuckDBWarehouse
+
+CONFIGS = Path(__file__).parent / "configs"
+SMALL_CONFIG = CONFIGS / "serving_small.yaml"
+SMALL_ROWS = {"stores": 300, "grid_cells": 400}
+
+
+@pytest.fixture(scope="session")
+def small_config() -> ServingConfig:
+    return load_serving_config(SMALL_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, small_config: ServingConfig) -> Path:
+    """Built once per session: demo sources for every partition and version 1 of each model."""
+    state = LocalState(tmp_path_factory.mktemp("trained") / "home")
+    state.create()
+    write_demo_sources(_warehouse(state), small_config, SMALL_ROWS)
+    for model in small_config.models.values():
+        train_demo_model(model, state.tracking_uri, state.mlflow_artifacts, "champion")
+    return state.home
+
+
+@pytest.fixture
+def state(trained_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalState:
+    """A private copy of the trained state directory, so a test can change it freely."""
+    home = tmp_path / "home"
+    shutil.copytree(trained_home, home)
+    monkeypatch.setenv(HOME_VAR, str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return LocalState(home)
+
+
+@pytest.fixture
+def warehouse(state: LocalState) -> DuckDBWarehouse:
+    return _warehouse(state)
+
+
+@pytest.fixture
+def defs(small_config: ServingConfig, state: LocalState) -> dg.Definitions:
+    return build_definitions(small_config, state)
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        yield ephemeral
+
+
+def _warehouse(state: LocalState) -> DuckDBWarehouse:
+    return DuckDBWarehouse(DuckDBResource(database=str(state.warehouse_path)).get_connection)
