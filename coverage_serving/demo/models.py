@@ -1,6 +1,7 @@
 """Demo models, registered the two ways the deployment lecture exports models:
 the store model as a pickled scikit-learn pipeline, the grid model in LightGBM's native format."""
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
+import sklearn
 from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -83,7 +85,12 @@ def _train_store(x: pd.DataFrame, seed: int) -> tuple[Pipeline, Callable[..., ob
 
     def log(**kwargs: object) -> object:
         # "cloudpickle": the pickled export style; loading it is a trust decision (config).
-        return mlflow.sklearn.log_model(pipeline, serialization_format="cloudpickle", **kwargs)
+        return mlflow.sklearn.log_model(
+            pipeline,
+            serialization_format="cloudpickle",
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", "cloudpickle"],
+            **kwargs,
+        )
 
     return pipeline, log
 
@@ -96,7 +103,9 @@ def _train_grid(x: pd.DataFrame, seed: int) -> tuple[object, Callable[..., objec
     )
 
     def log(**kwargs: object) -> object:
-        return mlflow.lightgbm.log_model(booster, **kwargs)
+        return mlflow.lightgbm.log_model(
+            booster, pip_requirements=[f"lightgbm=={lgb.__version__}"], **kwargs
+        )
 
     return booster, log
 
@@ -107,7 +116,10 @@ TRAINERS = {"stores": _train_store, "grid_cells": _train_grid}
 def train_demo_model(
     model: ModelConfig, tracking_uri: str, artifacts: Path, alias: str | None
 ) -> int:
-    """Train, log and register a new version of the model; move `alias` to it if given."""
+    """Train, log and register a new version of the model; move `alias` to it if given.
+
+    Requirements are stated rather than inferred: inference runs the model in a subprocess,
+    which costs seconds per model and adds nothing for these two known libraries."""
     if model.source_table not in TRAINERS:
         raise ValueError(
             f"model {model.name!r}: no demo trainer for source table {model.source_table!r}"
@@ -129,9 +141,14 @@ def train_demo_model(
     example = features.head(5)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{model.name}-{seed}"):
         mlflow.log_params({"demo_seed": seed, "training_rows": len(features)})
+        with warnings.catch_warnings():
+            # MLflow hints that int columns cannot hold missing values; the config already
+            # refuses nullable int features, so the hint does not apply.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            signature = infer_signature(example, estimator.predict(example))
         info = log(
             name="model",
-            signature=infer_signature(example, estimator.predict(example)),
+            signature=signature,
             input_example=example,
             registered_model_name=model.registered_model,
         )

@@ -1,0 +1,190 @@
+"""Materialise both models' partitions through Dagster against a real DuckDB file and a real
+sqlite MLflow registry, as `make demo` and the UI do."""
+
+from datetime import date
+
+import dagster as dg
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.models import infer_signature
+
+from coverage_serving.config import ModelConfig, ServingConfig
+from coverage_serving.core.contracts import enforce_input_contract
+from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.definitions import resources_for_deployment
+from coverage_serving.defs.assets import build_model_assets
+from coverage_serving.demo.data import GENERATORS
+from coverage_serving.partition import Partition
+from coverage_serving.settings import LocalState
+from coverage_serving.warehouse import DuckDBWarehouse
+from coverage_serving_tests.conftest import SMALL_ROWS
+
+pytestmark = pytest.mark.integration
+
+PARTITION = Partition("IN", date(2026, 1, 1))
+
+
+def materialize(
+    model: ModelConfig,
+    config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    partition: Partition = PARTITION,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        build_model_assets(model),
+        partition_key=partition.key,
+        resources=resources_for_deployment(config, state),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+@pytest.mark.parametrize("name", ["store", "grid"])
+def test_a_partition_is_scored_with_lineage(
+    name: str,
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    instance: dg.DagsterInstance,
+) -> None:
+    model = small_config.models[name]
+
+    result = materialize(model, small_config, state, instance)
+
+    assert result.success
+    rows = warehouse.read_partition(predictions_table(model), PARTITION)
+    assert len(rows) == SMALL_ROWS[model.source_table]
+    assert rows[model.key_columns[0]].is_unique
+    assert set(rows["model_name"]) == {model.registered_model}
+    assert set(rows["model_version"]) == {1}
+    assert set(rows["model_alias"]) == {"champion"}
+    assert rows["model_run_id"].str.len().eq(32).all()
+    assert set(rows["dagster_run_id"]) == {result.run_id}
+    assert rows["scored_at"].dt.tz is not None
+    assert set(rows["market"]) == {"IN"}
+    assert set(pd.to_datetime(rows["month"]).dt.date) == {PARTITION.month}
+    features = warehouse.read_partition(features_table(model), PARTITION)
+    assert sorted(features[model.key_columns[0]]) == sorted(rows[model.key_columns[0]])
+
+
+def test_materialisation_metadata_and_checks(
+    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> None:
+    model = small_config.models["grid"]
+
+    result = materialize(model, small_config, state, instance)
+
+    [written] = result.asset_materializations_for_node("grid_predictions")
+    metadata = {key: value.value for key, value in written.metadata.items()}
+    assert metadata["dagster/row_count"] == SMALL_ROWS["grid_cells"]
+    assert metadata["model_version"] == 1
+    assert metadata["score_seconds"] >= 0
+    assert "| whitespace_score |" in metadata["prediction_summary"]
+    checks = check_results(result)
+    assert checks["input_contract"].passed and checks["output_contract"].passed
+    assert checks["output_contract"].metadata["rows_checked"].value == SMALL_ROWS["grid_cells"]
+
+
+def test_a_rerun_replaces_the_partition(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    instance: dg.DagsterInstance,
+) -> None:
+    model = small_config.models["store"]
+    first = materialize(model, small_config, state, instance)
+    second = materialize(model, small_config, state, instance)
+
+    rows = warehouse.read_partition(predictions_table(model), PARTITION)
+    assert len(rows) == SMALL_ROWS["stores"]
+    assert set(rows["dagster_run_id"]) == {second.run_id} != {first.run_id}
+
+
+def test_partitions_of_one_job_stay_separate(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    instance: dg.DagsterInstance,
+) -> None:
+    model = small_config.models["store"]
+    other = Partition("ID", date(2026, 2, 1))
+    for partition in (PARTITION, other):
+        assert materialize(model, small_config, state, instance, partition).success
+
+    assert warehouse.list_partitions(predictions_table(model)) == [other, PARTITION]
+
+
+class NegativeSales(mlflow.pyfunc.PythonModel):
+    """A broken store model: every prediction is below the configured minimum of 0."""
+
+    def predict(self, context: object, model_input: pd.DataFrame) -> pd.Series:
+        return pd.Series(-1.0, index=model_input.index)
+
+
+class NaNSales(mlflow.pyfunc.PythonModel):
+    def predict(self, context: object, model_input: pd.DataFrame) -> pd.Series:
+        return pd.Series(float("nan"), index=model_input.index)
+
+
+def register_champion(model: ModelConfig, state: LocalState, python_model: object) -> None:
+    """Register `python_model` with the model's signature and move `champion` to it."""
+    example = enforce_input_contract(
+        model, PARTITION, GENERATORS[model.source_table](PARTITION, 5)
+    )[model.feature_columns]
+    mlflow.set_tracking_uri(state.tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            signature=infer_signature(example, [1.0] * len(example)),
+            input_example=example,
+            # Stated, not inferred: inference starts a subprocess that costs seconds.
+            pip_requirements=["mlflow"],
+            registered_model_name=model.registered_model,
+        )
+    mlflow.MlflowClient(state.tracking_uri).set_registered_model_alias(
+        model.registered_model, "champion", info.registered_model_version
+    )
+
+
+@pytest.mark.parametrize(
+    ("broken", "failed_check"), [(NegativeSales(), "greater_than_or_equal_to(0"), (NaNSales(), "")]
+)
+def test_invalid_model_output_fails_and_keeps_the_old_rows(
+    broken: mlflow.pyfunc.PythonModel,
+    failed_check: str,
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    instance: dg.DagsterInstance,
+) -> None:
+    model = small_config.models["store"]
+    assert materialize(model, small_config, state, instance).success
+    before = warehouse.read_partition(predictions_table(model), PARTITION)
+    register_champion(model, state, broken)
+
+    result = materialize(model, small_config, state, instance)
+
+    assert not result.success
+    after = warehouse.read_partition(predictions_table(model), PARTITION)
+    pd.testing.assert_frame_equal(after, before)
+    check = check_results(result)["output_contract"]
+    assert not check.passed
+    violations = check.metadata["violations"].value
+    assert violations[0]["column"] == "sales_potential"
+    assert failed_check in violations[0]["check"]
+    assert violations[0]["rows"] == SMALL_ROWS["stores"]
+    assert len(violations[0]["sample_keys"]) == 5
+    failure = result.failure_data_for_node("store_predictions")
+    assert failure is not None
+    assert "output contract failed for model 'store', partition IN|2026-01-01" in str(
+        failure.user_failure_data.description
+    )
