@@ -16,6 +16,8 @@ from mlflow.exceptions import MlflowException
 from coverage_serving.errors import ModelLoadError, RegistryError
 
 PICKLE_TRUST_VAR = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
+NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
 @dataclass(frozen=True)
@@ -62,21 +64,28 @@ class ModelRegistry:
             found = self._client.get_model_version_by_alias(name, alias)
         except MlflowException as err:
             # MLflow answers RESOURCE_DOES_NOT_EXIST or INVALID_PARAMETER_VALUE depending on
-            # whether the model exists; both mean "no such alias" to a user.
-            raise RegistryError(
-                f"model {name!r}: alias {alias!r} cannot be resolved in registry "
-                f"{redact(self.tracking_uri)}: {err.message}"
-            ) from err
-        except Exception as err:  # connection refused, timeouts: the registry did not answer
-            raise RegistryError(
-                f"model {name!r}: registry {redact(self.tracking_uri)} did not answer: {err}"
-            ) from err
+            # whether the model exists; both mean "no such alias" to a user. Any other code
+            # (connection refused, timeouts, server errors) means the registry did not answer.
+            if err.error_code in NOT_FOUND_CODES:
+                raise RegistryError(
+                    f"model {name!r}: alias {alias!r} cannot be resolved in registry "
+                    f"{redact(self.tracking_uri)}: {redact(err.message)}"
+                ) from None
+            raise self._unanswered(name, err) from None
+        except Exception as err:
+            raise self._unanswered(name, err) from None
         return ModelVersionRef(
             name=name,
             version=int(found.version),
             alias=alias,
             run_id=found.run_id,
             source=found.source,
+        )
+
+    def _unanswered(self, name: str, err: Exception) -> RegistryError:
+        return RegistryError(
+            f"model {name!r}: registry {redact(self.tracking_uri)} did not answer: "
+            f"{redact(str(err))}"
         )
 
     def load(self, ref: ModelVersionRef) -> LoadedModel:
@@ -98,7 +107,9 @@ class ModelRegistry:
                     artifact_uri=location, dst_path=scratch, tracking_uri=self.tracking_uri
                 )
             except Exception as err:
-                raise ModelLoadError(f"{where}: artifacts cannot be downloaded: {err}") from err
+                raise ModelLoadError(
+                    f"{where}: artifacts cannot be downloaded: {redact(str(err))}"
+                ) from None
             try:
                 with _pickle_trust(self.allow_pickled_models):
                     return mlflow.pyfunc.load_model(local)
@@ -108,7 +119,9 @@ class ModelRegistry:
                     if self.allow_pickled_models
                     else " (pickled models load only with registry.allow_pickled_models: true)"
                 )
-                raise ModelLoadError(f"{where}: artifact cannot be loaded: {err}{hint}") from err
+                raise ModelLoadError(
+                    f"{where}: artifact cannot be loaded: {redact(str(err))}{hint}"
+                ) from None
 
 
 _LOADED: dict[tuple[str, str, int, bool], Any] = {}
@@ -130,6 +143,20 @@ def _pickle_trust(allowed: bool) -> Iterator[None]:
             os.environ[PICKLE_TRUST_VAR] = previous
 
 
-def redact(uri: str) -> str:
-    """The URI without any user:password part, fit for messages and metadata."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (the only way to log a model) at `uri` for a block.
+
+    mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; both are restored afterwards so
+    the caller's registry is not silently redirected."""
+    previous = os.environ.get(TRACKING_URI_VAR)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
+
+
+def redact(text: str) -> str:
+    """The text with the user:password part of any URI in it masked, fit for messages."""
+    return re.sub(r"//[^/@\s]*@", "//***@", text)

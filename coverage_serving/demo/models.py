@@ -19,6 +19,7 @@ from sklearn.preprocessing import OneHotEncoder
 from coverage_serving.config import ColumnType, ModelConfig
 from coverage_serving.demo.data import GENERATORS
 from coverage_serving.partition import Partition
+from coverage_serving.registry import using_tracking_uri
 
 TRAINING_EXPERIMENT = "coverage-serving-training"
 TRAINING_ROWS = 4_000
@@ -124,14 +125,8 @@ def train_demo_model(
         raise ValueError(
             f"model {model.name!r}: no demo trainer for source table {model.source_table!r}"
         )
-    mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(TRAINING_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment(TRAINING_EXPERIMENT, artifact_location=artifacts.as_uri())
-    )
+    experiment_id = training_experiment(client, artifacts)
     seed = len(_versions(client, model.registered_model)) + 1
     frame = _training_frame(model, seed)
     features = frame[model.feature_columns].astype(
@@ -139,7 +134,10 @@ def train_demo_model(
     )
     estimator, log = TRAINERS[model.source_table](features, seed)
     example = features.head(5)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{model.name}-{seed}"):
+    with (
+        using_tracking_uri(tracking_uri),
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{model.name}-{seed}"),
+    ):
         mlflow.log_params({"demo_seed": seed, "training_rows": len(features)})
         with warnings.catch_warnings():
             # MLflow hints that int columns cannot hold missing values; the config already
@@ -156,6 +154,15 @@ def train_demo_model(
     if alias:
         client.set_registered_model_alias(model.registered_model, alias, str(version))
     return version
+
+
+def training_experiment(client: mlflow.MlflowClient, artifacts: Path) -> str:
+    """The training experiment's id; created with its artifacts in the state directory, since
+    MLflow's default would put them under the current directory."""
+    experiment = client.get_experiment_by_name(TRAINING_EXPERIMENT)
+    if experiment:
+        return experiment.experiment_id
+    return client.create_experiment(TRAINING_EXPERIMENT, artifact_location=artifacts.as_uri())
 
 
 def _versions(client: mlflow.MlflowClient, name: str) -> list[object]:

@@ -15,7 +15,9 @@ from coverage_serving.core.tables import features_table, predictions_table
 from coverage_serving.definitions import resources_for_deployment
 from coverage_serving.defs.assets import build_model_assets
 from coverage_serving.demo.data import GENERATORS
+from coverage_serving.demo.models import training_experiment
 from coverage_serving.partition import Partition
+from coverage_serving.registry import using_tracking_uri
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_ROWS
@@ -139,8 +141,9 @@ def register_champion(model: ModelConfig, state: LocalState, python_model: objec
     example = enforce_input_contract(
         model, PARTITION, GENERATORS[model.source_table](PARTITION, 5)
     )[model.feature_columns]
-    mlflow.set_tracking_uri(state.tracking_uri)
-    with mlflow.start_run():
+    client = mlflow.MlflowClient(state.tracking_uri)
+    experiment_id = training_experiment(client, state.mlflow_artifacts)
+    with using_tracking_uri(state.tracking_uri), mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=python_model,
@@ -150,7 +153,7 @@ def register_champion(model: ModelConfig, state: LocalState, python_model: objec
             pip_requirements=["mlflow"],
             registered_model_name=model.registered_model,
         )
-    mlflow.MlflowClient(state.tracking_uri).set_registered_model_alias(
+    client.set_registered_model_alias(
         model.registered_model, "champion", info.registered_model_version
     )
 
