@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     state = LocalState.from_env()
     state.create()
-    os.environ.setdefault("DAGSTER_HOME", str(state.dagster_home))
+    os.environ["DAGSTER_HOME"] = str(state.dagster_home)  # one state directory for all
     try:
         config = load_serving_config()
         if args.command == "train-demo-model":
@@ -120,20 +121,29 @@ def dev(state: LocalState, dagster_port: int, mlflow_port: int) -> int:
             "127.0.0.1",
             "--port",
             str(mlflow_port),
+            "--workers",
+            "1",  # one person browsing; the default 4 only costs memory
         ],
     ]
     print(f"Dagster UI: http://127.0.0.1:{dagster_port}  MLflow UI: http://127.0.0.1:{mlflow_port}")
-    processes = [subprocess.Popen(command) for command in commands]
+    # SIGTERM (e.g. from a process manager) stops both UIs the same way Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Each server in its own process group, so a stop reaches its workers as Ctrl-C would.
+    processes = [subprocess.Popen(command, start_new_session=True) for command in commands]
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
+        # Both servers shut down cleanly on SIGINT to their group; `dagster dev` ignores SIGTERM.
         for process in processes:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGINT)
         for process in processes:
-            process.wait()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
     return 0
 
 

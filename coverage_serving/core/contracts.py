@@ -30,7 +30,8 @@ _DTYPES: dict[str, Any] = {
 # The MLflow signature type each config column type must have.
 _SIGNATURE_TYPES = {ColumnType.STRING: "string", ColumnType.INT: "long", ColumnType.FLOAT: "double"}
 
-_FINITE = pa.Check(lambda s: ~np.isinf(s), name="finite", error="must not be +/-inf")
+# Text in a numeric column is the dtype check's finding; to_numeric keeps it out of this one.
+_FINITE = pa.Check(lambda s: ~np.isinf(pd.to_numeric(s, errors="coerce")), name="finite")
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,18 @@ class Violation:
 
 class ContractViolation(ServingError):
     def __init__(
-        self, model: str, partition: Partition, contract: str, violations: list[Violation]
+        self,
+        model: str,
+        partition: Partition,
+        contract: str,
+        violations: list[Violation],
+        failed_rows: int,
     ) -> None:
         self.model = model
         self.partition = partition
         self.contract = contract
         self.violations = violations
+        self.failed_rows = failed_rows
         details = "; ".join(str(v) for v in violations)
         super().__init__(
             f"{contract} contract failed for model {model!r}, partition {partition}: {details}"
@@ -65,7 +72,7 @@ class ContractViolation(ServingError):
             "model": self.model,
             "partition": self.partition.key,
             "contract": self.contract,
-            "failed_rows": sum(v.rows for v in self.violations),
+            "failed_rows": self.failed_rows,
             "violations": [asdict(v) for v in self.violations],
         }
 
@@ -138,14 +145,15 @@ def enforce_input_contract(
             f"model {model.name!r}, partition {partition}: the source table "
             f"{model.source_table!r} has no rows for this partition; nothing was written"
         )
-    # int -> float is lossless for feature values and is what the signature wants; every other
-    # type difference (e.g. text in a numeric column) is a violation, not a conversion.
+    # Numbers widen to float64, which is what the signature wants; every other type
+    # difference (e.g. text in a numeric column) is a violation, not a conversion.
     widen = {
         name: "float64"
         for name, spec in model.features.items()
         if spec.type == ColumnType.FLOAT
         and name in frame
-        and pd.api.types.is_integer_dtype(frame[name])
+        and pd.api.types.is_numeric_dtype(frame[name])
+        and not pd.api.types.is_bool_dtype(frame[name])
     }
     return _validate(input_schema(model, partition), model, partition, frame.astype(widen))
 
@@ -183,9 +191,13 @@ def _validate(
     try:
         return schema.validate(frame, lazy=True)
     except SchemaErrors as err:
-        violations = _violations(err.failure_cases, frame, model.key_columns)
+        cases = err.failure_cases
+        violations = _violations(cases, frame, model.key_columns)
+        # Distinct rows: a row failing two checks is one failed row. Table-level failures
+        # (e.g. a missing column) have no row index and count as one.
+        failed_rows = max(cases["index"].dropna().nunique(), 1)
         raise ContractViolation(
-            model.name, partition, schema.metadata["contract"], violations
+            model.name, partition, schema.metadata["contract"], violations, failed_rows
         ) from None
 
 

@@ -65,7 +65,8 @@ def predict_in_chunks(
         _prediction_columns(config, model, features.iloc[start : start + config.chunk_rows])
         for start in range(0, len(features), config.chunk_rows)
     ]
-    return pd.DataFrame(np.vstack(chunks), columns=config.prediction_columns)
+    empty = np.empty((0, len(config.prediction_columns)))
+    return pd.DataFrame(np.vstack([empty, *chunks]), columns=config.prediction_columns)
 
 
 def _prediction_columns(config: ModelConfig, model: LoadedModel, chunk: pd.DataFrame) -> np.ndarray:
