@@ -1,6 +1,7 @@
 """Materialise both models' partitions through Dagster against a real DuckDB file and a real
 sqlite MLflow registry, as `make demo` and the UI do."""
 
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
@@ -27,20 +28,25 @@ pytestmark = pytest.mark.integration
 PARTITION = Partition("IN", date(2026, 1, 1))
 
 
+Materialize = Callable[..., dg.ExecuteInProcessResult]
+
+
+@pytest.fixture
 def materialize(
-    model: ModelConfig,
-    config: ServingConfig,
-    state: LocalState,
-    instance: dg.DagsterInstance,
-    partition: Partition = PARTITION,
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        build_model_assets(model),
-        partition_key=partition.key,
-        resources=resources_for_deployment(config, state),
-        instance=instance,
-        raise_on_error=False,
-    )
+    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> Materialize:
+    """Materialise one model's feature and prediction assets for one partition."""
+
+    def run(name: str, partition: Partition = PARTITION) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            build_model_assets(small_config.models[name]),
+            partition_key=partition.key,
+            resources=resources_for_deployment(small_config, state),
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    return run
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -51,15 +57,11 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
 
 @pytest.mark.parametrize("name", ["store", "grid"])
 def test_a_partition_is_scored_with_lineage(
-    name: str,
-    small_config: ServingConfig,
-    state: LocalState,
-    warehouse: DuckDBWarehouse,
-    instance: dg.DagsterInstance,
+    name: str, small_config: ServingConfig, warehouse: DuckDBWarehouse, materialize: Materialize
 ) -> None:
     model = small_config.models[name]
 
-    result = materialize(model, small_config, state, instance)
+    result = materialize(name)
 
     assert result.success
     rows = warehouse.read_partition(predictions_table(model), PARTITION)
@@ -77,12 +79,8 @@ def test_a_partition_is_scored_with_lineage(
     assert sorted(features[model.key_columns[0]]) == sorted(rows[model.key_columns[0]])
 
 
-def test_materialisation_metadata_and_checks(
-    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
-) -> None:
-    model = small_config.models["grid"]
-
-    result = materialize(model, small_config, state, instance)
+def test_materialisation_metadata_and_checks(materialize: Materialize) -> None:
+    result = materialize("grid")
 
     [written] = result.asset_materializations_for_node("grid_predictions")
     metadata = {key: value.value for key, value in written.metadata.items()}
@@ -96,32 +94,24 @@ def test_materialisation_metadata_and_checks(
 
 
 def test_a_rerun_replaces_the_partition(
-    small_config: ServingConfig,
-    state: LocalState,
-    warehouse: DuckDBWarehouse,
-    instance: dg.DagsterInstance,
+    small_config: ServingConfig, warehouse: DuckDBWarehouse, materialize: Materialize
 ) -> None:
-    model = small_config.models["store"]
-    first = materialize(model, small_config, state, instance)
-    second = materialize(model, small_config, state, instance)
+    first, second = materialize("store"), materialize("store")
 
-    rows = warehouse.read_partition(predictions_table(model), PARTITION)
+    rows = warehouse.read_partition(predictions_table(small_config.models["store"]), PARTITION)
     assert len(rows) == SMALL_ROWS["stores"]
     assert set(rows["dagster_run_id"]) == {second.run_id} != {first.run_id}
 
 
-def test_partitions_of_one_job_stay_separate(
-    small_config: ServingConfig,
-    state: LocalState,
-    warehouse: DuckDBWarehouse,
-    instance: dg.DagsterInstance,
+def test_partitions_of_one_model_stay_separate(
+    small_config: ServingConfig, warehouse: DuckDBWarehouse, materialize: Materialize
 ) -> None:
-    model = small_config.models["store"]
     other = Partition("ID", date(2026, 2, 1))
     for partition in (PARTITION, other):
-        assert materialize(model, small_config, state, instance, partition).success
+        assert materialize("store", partition).success
 
-    assert warehouse.list_partitions(predictions_table(model)) == [other, PARTITION]
+    table = predictions_table(small_config.models["store"])
+    assert warehouse.list_partitions(table) == [other, PARTITION]
 
 
 class NegativeSales(mlflow.pyfunc.PythonModel):
@@ -167,14 +157,14 @@ def test_invalid_model_output_fails_and_keeps_the_old_rows(
     small_config: ServingConfig,
     state: LocalState,
     warehouse: DuckDBWarehouse,
-    instance: dg.DagsterInstance,
+    materialize: Materialize,
 ) -> None:
     model = small_config.models["store"]
-    assert materialize(model, small_config, state, instance).success
+    assert materialize("store").success
     before = warehouse.read_partition(predictions_table(model), PARTITION)
     register_champion(model, state, broken)
 
-    result = materialize(model, small_config, state, instance)
+    result = materialize("store")
 
     assert not result.success
     after = warehouse.read_partition(predictions_table(model), PARTITION)
