@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     state = LocalState.from_env()
     state.create()
     os.environ["DAGSTER_HOME"] = str(state.dagster_home)  # one state directory for all
+    # A progress bar per model download is noise in a batch log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         config = load_serving_config()
         if args.command == "train-demo-model":
