@@ -1,0 +1,188 @@
+"""The DuckDB warehouse on a real file: typed tables, atomic partition replace, refusals."""
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from coverage_serving.errors import EmptyPartitionError, WarehouseError
+from coverage_serving.partition import Partition
+from coverage_serving.warehouse import Column, DuckDBWarehouse, TableSpec
+
+TABLE = TableSpec(
+    "serving",
+    "scores",
+    (
+        Column("id", "string"),
+        Column("market", "string"),
+        Column("month", "date"),
+        Column("score", "float"),
+        Column("note", "string", nullable=True),
+        Column("version", "int"),
+        Column("scored_at", "timestamp"),
+    ),
+)
+JANUARY = Partition("IN", date(2026, 1, 1))
+FEBRUARY = Partition("IN", date(2026, 2, 1))
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse.duckdb"
+
+
+@pytest.fixture
+def warehouse(database: Path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(DuckDBResource(database=str(database)).get_connection)
+
+
+def rows(partition: Partition, count: int = 3, version: int = 1) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [f"k{i}" for i in range(count)],
+            "market": partition.market,
+            "month": pd.Timestamp(partition.month),
+            "score": [i / 2 for i in range(count)],
+            "note": [None if i % 2 else f"n{i}" for i in range(count)],
+            "version": version,
+            "scored_at": pd.Timestamp("2026-11-23 10:00", tz="UTC"),
+        }
+    )
+
+
+def sql(database: Path, query: str) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(query).fetchall()
+
+
+def test_a_new_table_gets_typed_columns(warehouse: DuckDBWarehouse, database: Path) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+
+    columns = sql(
+        database,
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'serving' AND table_name = 'scores' ORDER BY ordinal_position",
+    )
+    assert columns == [
+        ("id", "VARCHAR", "NO"),
+        ("market", "VARCHAR", "NO"),
+        ("month", "DATE", "NO"),
+        ("score", "DOUBLE", "NO"),
+        ("note", "VARCHAR", "YES"),
+        ("version", "BIGINT", "NO"),
+        ("scored_at", "TIMESTAMP WITH TIME ZONE", "NO"),
+    ]
+
+
+def test_a_partition_round_trips(warehouse: DuckDBWarehouse) -> None:
+    written = rows(JANUARY)
+    assert warehouse.replace_partition(TABLE, JANUARY, written) == 3
+
+    read = warehouse.read_partition(TABLE, JANUARY)
+
+    assert read["id"].tolist() == ["k0", "k1", "k2"]
+    assert read["note"].tolist()[:2] == ["n0", None]
+    assert pd.to_datetime(read["month"]).dt.date.tolist() == [JANUARY.month] * 3
+    assert read["scored_at"].tolist() == written["scored_at"].tolist()
+    assert read["score"].tolist() == [0.0, 0.5, 1.0]
+
+
+def test_replacing_a_partition_twice_leaves_only_the_new_rows(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    warehouse.replace_partition(TABLE, FEBRUARY, rows(FEBRUARY))
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=3, version=1))
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=2, version=2))
+
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert january["version"].tolist() == [2, 2]
+    assert len(warehouse.read_partition(TABLE, FEBRUARY)) == 3
+
+
+def test_partitions_are_listed_in_order(warehouse: DuckDBWarehouse) -> None:
+    assert warehouse.list_partitions(TABLE) == []
+    other_market = Partition("ID", date(2026, 2, 1))
+    for partition in (FEBRUARY, other_market, JANUARY):
+        warehouse.replace_partition(TABLE, partition, rows(partition))
+
+    assert warehouse.list_partitions(TABLE) == [other_market, JANUARY, FEBRUARY]
+
+
+def refused_write_keeps_old_rows(
+    warehouse: DuckDBWarehouse, new_rows: pd.DataFrame, error: type[Exception], match: str
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    before = warehouse.read_partition(TABLE, JANUARY)
+
+    with pytest.raises(error, match=match):
+        warehouse.replace_partition(TABLE, JANUARY, new_rows)
+
+    pd.testing.assert_frame_equal(warehouse.read_partition(TABLE, JANUARY), before)
+
+
+def test_an_empty_write_is_refused(warehouse: DuckDBWarehouse) -> None:
+    refused_write_keeps_old_rows(
+        warehouse, rows(JANUARY).iloc[:0], EmptyPartitionError, "with no rows: the old rows"
+    )
+
+
+def test_rows_of_another_partition_are_refused(warehouse: DuckDBWarehouse) -> None:
+    stray = pd.concat([rows(JANUARY), rows(FEBRUARY).iloc[:1]], ignore_index=True)
+    refused_write_keeps_old_rows(
+        warehouse, stray, WarehouseError, r"1 rows .* do not belong to partition IN\|2026-01-01"
+    )
+
+
+def test_rows_lacking_a_column_are_refused(warehouse: DuckDBWarehouse) -> None:
+    refused_write_keeps_old_rows(
+        warehouse, rows(JANUARY).drop(columns="score"), WarehouseError, r"lack columns \['score'\]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("version", "abc"), ("score", None), ("scored_at", "not a time")]
+)
+def test_a_failure_inside_the_transaction_keeps_the_old_rows(
+    warehouse: DuckDBWarehouse, column: str, value: object
+) -> None:
+    bad = rows(JANUARY).astype({column: object})
+    bad.loc[2, column] = value
+    refused_write_keeps_old_rows(warehouse, bad, WarehouseError, "failed, old rows kept")
+
+
+def test_reading_a_missing_table_names_it(warehouse: DuckDBWarehouse) -> None:
+    with pytest.raises(WarehouseError, match=r"table serving.scores does not exist"):
+        warehouse.read_partition(TABLE, JANUARY)
+
+
+def test_reading_a_table_without_a_column_names_it(warehouse: DuckDBWarehouse) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    wider = TableSpec(TABLE.schema, TABLE.name, (*TABLE.columns, Column("extra", "float")))
+
+    with pytest.raises(WarehouseError, match=r"serving.scores has no column\(s\) \['extra'\]"):
+        warehouse.read_partition(wider, JANUARY)
+
+
+def test_a_table_whose_columns_drifted_is_not_written(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    drifted = TableSpec(TABLE.schema, TABLE.name, TABLE.columns[:-1])
+
+    with pytest.raises(WarehouseError, match="migrate or drop the table"):
+        warehouse.replace_partition(drifted, FEBRUARY, rows(FEBRUARY).drop(columns="scored_at"))
+
+    assert sql(database, "SELECT count(*) FROM serving.scores") == [(3,)]
+
+
+def test_a_hostile_market_value_is_only_data(warehouse: DuckDBWarehouse, database: Path) -> None:
+    hostile = Partition("IN'; DROP TABLE serving.scores; --", date(2026, 1, 1))
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+
+    warehouse.replace_partition(TABLE, hostile, rows(hostile))
+
+    assert warehouse.list_partitions(TABLE) == [JANUARY, hostile]
+    assert len(warehouse.read_partition(TABLE, hostile)) == 3
