@@ -7,9 +7,10 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from coverage_serving.config import ServingConfig, load_serving_config
-from coverage_serving.defs.assets import build_model_assets
-from coverage_serving.defs.jobs import build_scoring_job
+from coverage_serving.defs.assets import build_model_assets, build_version_asset
+from coverage_serving.defs.jobs import build_scoring_job, build_versions_job
 from coverage_serving.defs.resources import DuckDBWarehouseResource, RegistryResource
+from coverage_serving.defs.sensors import build_registry_sensor
 from coverage_serving.settings import LocalState
 
 WAREHOUSE_VAR = "COVERAGE_SERVING_WAREHOUSE"
@@ -32,9 +33,18 @@ def resources_for_deployment(config: ServingConfig, state: LocalState) -> dict[s
 
 def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definitions:
     models = list(config.models.values())
+    scoring_jobs = {model.name: build_scoring_job(model) for model in models}
+    versions_jobs = {model.name: build_versions_job(model) for model in models}
     return dg.Definitions(
-        assets=[asset for model in models for asset in build_model_assets(model)],
-        jobs=[build_scoring_job(model) for model in models],
+        assets=[
+            *(asset for model in models for asset in build_model_assets(model)),
+            *(build_version_asset(model) for model in models),
+        ],
+        jobs=[*scoring_jobs.values(), *versions_jobs.values()],
+        sensors=[
+            build_registry_sensor(model, scoring_jobs[model.name], versions_jobs[model.name])
+            for model in models
+        ],
         resources=resources_for_deployment(config, state),
     )
 

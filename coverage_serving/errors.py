@@ -14,6 +14,10 @@ class RegistryError(ServingError):
     """The model registry did not answer, or has no such model, alias or version."""
 
 
+class RegistryUnavailableError(RegistryError):
+    """The registry did not answer (connection refused, timeout, server error)."""
+
+
 class ModelLoadError(ServingError):
     """A registered version exists but its artifact cannot be loaded."""
 

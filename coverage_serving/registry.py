@@ -4,20 +4,24 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.models.model import MLMODEL_FILE_NAME
 
-from coverage_serving.errors import ModelLoadError, RegistryError
+from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
 
 PICKLE_TRUST_VAR = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,33 @@ class LoadedModel:
     @property
     def input_types(self) -> dict[str, str] | None:
         """Signature input columns and their MLflow types, or None without a signature."""
-        schema = self.pyfunc.metadata.get_input_schema()
-        if schema is None or not schema.has_input_names():
-            return None
-        return {spec.name: getattr(spec.type, "name", str(spec.type)) for spec in schema.inputs}
+        return input_types(self.pyfunc.metadata)
 
     def predict(self, features: pd.DataFrame) -> Any:
         return self.pyfunc.predict(features)
+
+
+def input_types(model_meta: Model) -> dict[str, str] | None:
+    """A model's signature input columns and their MLflow types; None without a signature."""
+    schema = model_meta.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return None
+    return {spec.name: getattr(spec.type, "name", str(spec.type)) for spec in schema.inputs}
+
+
+def _ref(found: Any, alias: str | None) -> ModelVersionRef:
+    return ModelVersionRef(
+        name=found.name,
+        version=int(found.version),
+        alias=alias,
+        run_id=found.run_id,
+        source=found.source,
+    )
+
+
+def _quoted(name: str) -> str:
+    # MLflow's filter language quotes with single quotes; a quote in a name is doubled.
+    return name.replace("'", "''")
 
 
 class ModelRegistry:
@@ -60,30 +84,91 @@ class ModelRegistry:
 
     def resolve(self, name: str, alias: str) -> ModelVersionRef:
         """The version `alias` points at now; callers pin it for the rest of their run."""
+        found = self._ask(
+            name,
+            f"alias {alias!r}",
+            lambda: self._client.get_model_version_by_alias(name, alias),
+        )
+        return _ref(found, alias)
+
+    def pinned(self, name: str, version: int, alias: str | None) -> ModelVersionRef:
+        """A version named explicitly (e.g. by a sensor's run request), not through an alias."""
+        found = self._ask(
+            name,
+            f"version {version}",
+            lambda: self._client.get_model_version(name, str(version)),
+        )
+        return _ref(found, alias)
+
+    def versions(self, name: str) -> list[int]:
+        """Every registered version of the model, oldest first; none if it is not registered."""
+        found = self._ask(
+            name,
+            "versions",
+            lambda: self._client.search_model_versions(f"name = '{_quoted(name)}'"),
+        )
+        return sorted(int(v.version) for v in found)
+
+    def describe(self, ref: ModelVersionRef) -> dict[str, Any]:
+        """What a reviewer wants to see about a version: where it came from and how it did."""
+        found = self._ask(
+            ref.name,
+            f"version {ref.version}",
+            lambda: self._client.get_model_version(ref.name, str(ref.version)),
+        )
+        metrics = (
+            self._ask(
+                ref.name, "training run", lambda: self._client.get_run(ref.run_id)
+            ).data.metrics
+            if ref.run_id
+            else {}
+        )
+        return {
+            "version": ref.version,
+            "run_id": found.run_id,
+            "model_id": getattr(found, "model_id", None),
+            "source": found.source,
+            "created_at": datetime.fromtimestamp(found.creation_timestamp / 1000, UTC).isoformat(),
+            "aliases": sorted(found.aliases),
+            "metrics": metrics,
+        }
+
+    def signature(self, ref: ModelVersionRef) -> dict[str, str] | None:
+        """The version's signature input types, read from its MLmodel file without loading it."""
+        with tempfile.TemporaryDirectory(prefix="coverage-serving-mlmodel-") as scratch:
+            try:
+                location = self._client.get_model_version_download_uri(ref.name, str(ref.version))
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{location.rstrip('/')}/{MLMODEL_FILE_NAME}",
+                    dst_path=scratch,
+                    tracking_uri=self.tracking_uri,
+                )
+                return input_types(Model.load(path))
+            except Exception as err:
+                raise ModelLoadError(
+                    f"model {ref.name!r} version {ref.version}: MLmodel cannot be read: "
+                    f"{redact(str(err))}"
+                ) from None
+
+    def _ask(self, name: str, what: str, call: Callable[[], T]) -> T:
+        """Call the registry, turning its failures into RegistryErrors a user can act on."""
         try:
-            found = self._client.get_model_version_by_alias(name, alias)
+            return call()
         except MlflowException as err:
             # MLflow answers RESOURCE_DOES_NOT_EXIST or INVALID_PARAMETER_VALUE depending on
-            # whether the model exists; both mean "no such alias" to a user. Any other code
+            # whether the model exists; both mean "no such thing" to a user. Any other code
             # (connection refused, timeouts, server errors) means the registry did not answer.
             if err.error_code in NOT_FOUND_CODES:
                 raise RegistryError(
-                    f"model {name!r}: alias {alias!r} cannot be resolved in registry "
+                    f"model {name!r}: {what} cannot be resolved in registry "
                     f"{redact(self.tracking_uri)}: {redact(err.message)}"
                 ) from None
             raise self._unanswered(name, err) from None
         except Exception as err:
             raise self._unanswered(name, err) from None
-        return ModelVersionRef(
-            name=name,
-            version=int(found.version),
-            alias=alias,
-            run_id=found.run_id,
-            source=found.source,
-        )
 
-    def _unanswered(self, name: str, err: Exception) -> RegistryError:
-        return RegistryError(
+    def _unanswered(self, name: str, err: Exception) -> RegistryUnavailableError:
+        return RegistryUnavailableError(
             f"model {name!r}: registry {redact(self.tracking_uri)} did not answer: "
             f"{redact(str(err))}"
         )

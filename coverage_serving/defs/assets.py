@@ -10,23 +10,29 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
-from coverage_serving.core.contracts import ContractViolation, input_schema, output_schema
+from coverage_serving.core.contracts import (
+    ContractViolation,
+    check_signature,
+    input_schema,
+    output_schema,
+)
 from coverage_serving.core.tables import features_table, predictions_table
 from coverage_serving.defs.partitions import model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
-from coverage_serving.errors import ServingError
+from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
+from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
 
 INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
+SERVABLE_CHECK = "servable"
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
 
 
 def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     partitions = model_partitions(model)
-    features_key = dg.AssetKey(model.features_table)
-    predictions_key = dg.AssetKey(f"{model.name}_predictions")
+    features_key, predictions_key = features_asset_key(model), predictions_asset_key(model)
 
     @dg.asset(
         key=features_key,
@@ -65,13 +71,85 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
 
         def score() -> StepResult:
             models = registry.open()
-            # Resolved once here: every row of this run is scored by this one version.
-            loaded = models.load(models.resolve(model.registered_model, model.alias))
+            tags = context.run.tags
+            # Resolved once here: every row of this run is scored by this one version. A run
+            # requested for a version (e.g. by the registry sensor) keeps it even if the alias
+            # has moved on since.
+            ref = (
+                models.pinned(
+                    model.registered_model,
+                    int(tags[PINNED_VERSION_TAG]),
+                    tags.get(PINNED_ALIAS_TAG),
+                )
+                if PINNED_VERSION_TAG in tags
+                else models.resolve(model.registered_model, model.alias)
+            )
+            loaded = models.load(ref)
             return score_into_table(warehouse.open(), model, loaded, partition, context.run_id)
 
         yield from _materialize(OUTPUT_CHECK, score)
 
     return [features, predictions]
+
+
+def features_asset_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(model.features_table)
+
+
+def predictions_asset_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(f"{model.name}_predictions")
+
+
+def model_versions_partitions(model: ModelConfig) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=f"{model.name}_model_versions")
+
+
+def version_asset_key(model: ModelConfig) -> dg.AssetKey:
+    return dg.AssetKey(f"{model.name}_model")
+
+
+def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
+    """The registered versions of the model, one partition each, with what a reviewer needs."""
+    key = version_asset_key(model)
+
+    @dg.asset(
+        key=key,
+        partitions_def=model_versions_partitions(model),
+        group_name=model.name,
+        description=(
+            f"Registered versions of {model.registered_model}; a version is servable when its "
+            "signature takes exactly the configured features."
+        ),
+        check_specs=[dg.AssetCheckSpec(SERVABLE_CHECK, asset=key)],
+    )
+    def versions(
+        context: dg.AssetExecutionContext, registry: RegistryResource
+    ) -> Iterator[AssetEvent]:
+        models = registry.open()
+        ref = models.pinned(model.registered_model, int(context.partition_key), alias=None)
+        try:
+            details = models.describe(ref)
+            check_signature(model, ref.version, models.signature(ref))
+            reason = None
+        except UnservableModelError as err:
+            reason = str(err)
+        except ServingError as err:
+            raise dg.Failure(description=str(err), metadata=err.metadata()) from None
+        yield dg.MaterializeResult(
+            metadata={
+                **{k: v for k, v in details.items() if k != "metrics"},
+                "aliases": ", ".join(details["aliases"]) or "none",
+                "metrics": dg.MetadataValue.json(details["metrics"]),
+                "servable": reason is None,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=SERVABLE_CHECK,
+            passed=reason is None,
+            metadata={"reason": reason or "signature matches the configured features"},
+        )
+
+    return versions
 
 
 def _materialize(check: str, step: Callable[[], StepResult]) -> Iterator[AssetEvent]:

@@ -8,20 +8,21 @@ import dagster as dg
 import mlflow
 import pandas as pd
 import pytest
-from mlflow.models import infer_signature
 
-from coverage_serving.config import ModelConfig, ServingConfig
-from coverage_serving.core.contracts import enforce_input_contract
+from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import features_table, predictions_table
 from coverage_serving.definitions import resources_for_deployment
-from coverage_serving.defs.assets import build_model_assets
-from coverage_serving.demo.data import GENERATORS
-from coverage_serving.demo.models import training_experiment
+from coverage_serving.defs.assets import (
+    build_model_assets,
+    build_version_asset,
+    model_versions_partitions,
+)
+from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.partition import Partition
-from coverage_serving.registry import using_tracking_uri
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_ROWS
+from coverage_serving_tests.registry_helpers import Constant, register_version
 
 pytestmark = pytest.mark.integration
 
@@ -126,28 +127,6 @@ class NaNSales(mlflow.pyfunc.PythonModel):
         return pd.Series(float("nan"), index=model_input.index)
 
 
-def register_champion(model: ModelConfig, state: LocalState, python_model: object) -> None:
-    """Register `python_model` with the model's signature and move `champion` to it."""
-    example = enforce_input_contract(
-        model, PARTITION, GENERATORS[model.source_table](PARTITION, 5)
-    )[model.feature_columns]
-    client = mlflow.MlflowClient(state.tracking_uri)
-    experiment_id = training_experiment(client, state.mlflow_artifacts)
-    with using_tracking_uri(state.tracking_uri), mlflow.start_run(experiment_id=experiment_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=python_model,
-            signature=infer_signature(example, [1.0] * len(example)),
-            input_example=example,
-            # Stated, not inferred: inference starts a subprocess that costs seconds.
-            pip_requirements=["mlflow"],
-            registered_model_name=model.registered_model,
-        )
-    client.set_registered_model_alias(
-        model.registered_model, "champion", info.registered_model_version
-    )
-
-
 @pytest.mark.parametrize(
     ("broken", "failed_check"), [(NegativeSales(), "greater_than_or_equal_to(0"), (NaNSales(), "")]
 )
@@ -162,7 +141,7 @@ def test_invalid_model_output_fails_and_keeps_the_old_rows(
     model = small_config.models["store"]
     assert materialize("store").success
     before = warehouse.read_partition(predictions_table(model), PARTITION)
-    register_champion(model, state, broken)
+    register_version(model, state, broken)
 
     result = materialize("store")
 
@@ -180,4 +159,54 @@ def test_invalid_model_output_fails_and_keeps_the_old_rows(
     assert failure is not None
     assert "output contract failed for model 'store', partition IN|2026-01-01" in str(
         failure.user_failure_data.description
+    )
+
+
+def test_a_pinned_run_scores_with_its_version_after_the_alias_moved(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    model = small_config.models["store"]
+    register_version(model, state, Constant(), alias="champion")
+
+    pinned = dg.materialize(
+        build_model_assets(model),
+        partition_key=PARTITION.key,
+        resources=resources_for_deployment(small_config, state),
+        tags={PINNED_VERSION_TAG: "1", PINNED_ALIAS_TAG: "champion"},
+    )
+
+    assert pinned.success
+    rows = warehouse.read_partition(predictions_table(model), PARTITION)
+    assert set(rows["model_version"]) == {1}
+    assert set(rows["model_alias"]) == {"champion"}
+
+
+def test_versions_are_recorded_with_their_servability(
+    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> None:
+    model = small_config.models["store"]
+    register_version(model, state, Constant(), alias=None, drop_features=("months_open",))
+    instance.add_dynamic_partitions(model_versions_partitions(model).name, ["1", "2"])
+
+    def record(version: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [build_version_asset(model)],
+            partition_key=version,
+            resources=resources_for_deployment(small_config, state),
+            instance=instance,
+        )
+
+    good, bad = record("1"), record("2")
+
+    [first] = good.asset_materializations_for_node("store_model")
+    assert first.metadata["aliases"].value == "champion"
+    assert first.metadata["servable"].value is True
+    assert first.metadata["run_id"].value
+    assert check_results(good)["servable"].passed
+    [second] = bad.asset_materializations_for_node("store_model")
+    assert second.metadata["servable"].value is False
+    check = check_results(bad)["servable"]
+    assert not check.passed
+    assert "configured feature 'months_open' is not in the signature" in str(
+        check.metadata["reason"].value
     )

@@ -21,7 +21,7 @@ UPDATE_VAR = "UPDATE_SNAPSHOTS"
 
 
 def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
-    """Keys, partitions, dependencies, groups, checks and jobs, as plain sorted data."""
+    """Assets (keys, partitions, deps, groups, checks), jobs and sensors, as plain data."""
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys()):
@@ -36,7 +36,15 @@ def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
         job.name: sorted(node.name for node in job.graph.nodes)
         for job in (defs.resolve_job_def(name) for name in _job_names(defs))
     }
-    return {"assets": assets, "jobs": jobs}
+    sensors = {
+        sensor.name: {
+            "jobs": sorted(target.job_name for target in sensor.targets),
+            "interval_seconds": sensor.minimum_interval_seconds,
+            "default_status": sensor.default_status.value,
+        }
+        for sensor in defs.sensors or []
+    }
+    return {"assets": assets, "jobs": jobs, "sensors": sensors}
 
 
 def _job_names(defs: dg.Definitions) -> list[str]:
@@ -44,6 +52,8 @@ def _job_names(defs: dg.Definitions) -> list[str]:
 
 
 def _describe_partitions(partitions: dg.PartitionsDefinition | None) -> dict[str, Any] | None:
+    if isinstance(partitions, dg.DynamicPartitionsDefinition):
+        return {"dynamic": partitions.name}
     if not isinstance(partitions, dg.MultiPartitionsDefinition):
         return None
     dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
@@ -70,7 +80,11 @@ def test_definitions_module_loads_the_shipped_config() -> None:
     from coverage_serving.definitions import defs
 
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"store_features", "store_predictions", "grid_features", "grid_predictions"}
+    assert keys == {
+        f"{model}_{asset}"
+        for model in ("store", "grid")
+        for asset in ("features", "predictions", "model")
+    }
 
 
 def test_unknown_warehouse_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
