@@ -89,7 +89,7 @@ def demo(config: ServingConfig, state: LocalState, warehouse: Warehouse) -> int:
     for line in describe_predictions(warehouse, config):
         print(line)
     if failed:
-        print("failed partitions:\n  " + "\n  ".join(failed), file=sys.stderr)
+        print("failed runs:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1
     return 0
 

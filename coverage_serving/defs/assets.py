@@ -1,7 +1,8 @@
 """One factory turns a model's config entry into its feature and prediction assets."""
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -22,12 +23,17 @@ from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
+from coverage_serving.registry import LoadedModel, ModelRegistry
 
 INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
 SERVABLE_CHECK = "servable"
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
+
+# BackfillPolicy is beta in dagster 1.13; it is what makes a backfill one run, so we use it
+# knowingly and keep its warning out of every definitions load.
+warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
 
 
 def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
@@ -37,6 +43,8 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=features_key,
         partitions_def=partitions,
+        # A backfill of many partitions is one run: one process start, not one per partition.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=model.name,
         description=f"Feature snapshot of {model.name!r}, checked against its input contract.",
         metadata=_table_metadata(input_schema(model), features_table(model).qualified_name),
@@ -45,15 +53,24 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     def features(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[AssetEvent]:
-        partition = Partition.parse(context.partition_key)
-        yield from _materialize(
-            INPUT_CHECK, lambda: refresh_features(warehouse.open(), model, partition)
+        store = warehouse.open()
+        outcome = _serve_each(
+            _run_partitions(context), lambda partition: refresh_features(store, model, partition)
         )
+        # Features must yield their output, or dagster skips the predictions of the same run;
+        # so one materialisation covers the run's partitions, with each one's rows in it.
+        if not outcome.failed:
+            yield dg.MaterializeResult(metadata=_run_metadata(outcome.done))
+        yield from _report(INPUT_CHECK, outcome)
 
     @dg.asset(
         key=predictions_key,
         deps=[features],
         partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        # Each partition is recorded as it is swapped in (below), so a run that fails on one
+        # partition still shows which others it rescored.
+        output_required=False,
         group_name=model.name,
         description=(
             f"Predictions of {model.registered_model}@{model.alias} for every row of "
@@ -67,27 +84,24 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         warehouse: WarehouseResource,
         registry: RegistryResource,
     ) -> Iterator[AssetEvent]:
-        partition = Partition.parse(context.partition_key)
+        # Loaded once for all partitions of the run, so every row of the run is scored by this
+        # one version. A run requested for a version (e.g. by the registry sensor) keeps it
+        # even if the alias has moved on since.
+        loaded = _load_served_model(registry.open(), model, context.run.tags)
+        store = warehouse.open()
 
-        def score() -> StepResult:
-            models = registry.open()
-            tags = context.run.tags
-            # Resolved once here: every row of this run is scored by this one version. A run
-            # requested for a version (e.g. by the registry sensor) keeps it even if the alias
-            # has moved on since.
-            ref = (
-                models.pinned(
-                    model.registered_model,
-                    int(tags[PINNED_VERSION_TAG]),
-                    tags.get(PINNED_ALIAS_TAG),
+        def score(partition: Partition) -> StepResult:
+            result = score_into_table(store, model, loaded, partition, context.run_id)
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=predictions_key,
+                    partition=partition.key,
+                    metadata=_result_metadata(result),
                 )
-                if PINNED_VERSION_TAG in tags
-                else models.resolve(model.registered_model, model.alias)
             )
-            loaded = models.load(ref)
-            return score_into_table(warehouse.open(), model, loaded, partition, context.run_id)
+            return result
 
-        yield from _materialize(OUTPUT_CHECK, score)
+        yield from _report(OUTPUT_CHECK, _serve_each(_run_partitions(context), score))
 
     return [features, predictions]
 
@@ -152,18 +166,88 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
     return versions
 
 
-def _materialize(check: str, step: Callable[[], StepResult]) -> Iterator[AssetEvent]:
-    """Run a step; report its contract check and turn serving errors into Dagster failures."""
+def _run_partitions(context: dg.AssetExecutionContext) -> list[Partition]:
+    return [Partition.parse(key) for key in context.partition_keys]
+
+
+def _load_served_model(
+    models: ModelRegistry, model: ModelConfig, run_tags: Mapping[str, str]
+) -> LoadedModel:
     try:
-        result = step()
-    except ContractViolation as err:
-        if check.startswith(err.contract):
-            yield dg.AssetCheckResult(check_name=check, passed=False, metadata=err.metadata())
-        raise dg.Failure(description=str(err), metadata=err.metadata()) from err
+        ref = (
+            models.pinned(
+                model.registered_model,
+                int(run_tags[PINNED_VERSION_TAG]),
+                run_tags.get(PINNED_ALIAS_TAG),
+            )
+            if PINNED_VERSION_TAG in run_tags
+            else models.resolve(model.registered_model, model.alias)
+        )
+        return models.load(ref)
     except ServingError as err:
         raise dg.Failure(description=str(err), metadata=err.metadata()) from err
-    yield dg.MaterializeResult(metadata=_result_metadata(result))
-    yield dg.AssetCheckResult(check_name=check, passed=True, metadata={"rows_checked": result.rows})
+
+
+@dataclass
+class _Outcome:
+    done: dict[Partition, StepResult] = field(default_factory=dict)
+    failed: dict[Partition, ServingError] = field(default_factory=dict)
+
+
+def _serve_each(partitions: list[Partition], step: Callable[[Partition], StepResult]) -> _Outcome:
+    """Run the step for every partition; one bad partition does not stop the others."""
+    outcome = _Outcome()
+    for partition in partitions:
+        try:
+            outcome.done[partition] = step(partition)
+        except ServingError as err:
+            outcome.failed[partition] = err
+    return outcome
+
+
+def _report(check: str, outcome: _Outcome) -> Iterator[dg.AssetCheckResult]:
+    """Report the run's contract check, then fail the run naming every partition that failed."""
+    violations = {
+        partition: err
+        for partition, err in outcome.failed.items()
+        if isinstance(err, ContractViolation) and check.startswith(err.contract)
+    }
+    yield dg.AssetCheckResult(
+        check_name=check,
+        passed=not violations,
+        metadata={
+            "rows_checked": sum(result.rows for result in outcome.done.values()),
+            **(_failure_metadata(violations) if violations else {}),
+        },
+    )
+    if outcome.failed:
+        raise dg.Failure(
+            description="; ".join(str(err) for err in outcome.failed.values()),
+            metadata=_failure_metadata(outcome.failed),
+        )
+
+
+def _failure_metadata(failed: dict[Partition, ServingError]) -> dict[str, Any]:
+    if len(failed) == 1:
+        return next(iter(failed.values())).metadata()
+    return {
+        "failed_partitions": ", ".join(partition.key for partition in failed),
+        "errors": dg.MetadataValue.json(
+            {partition.key: err.metadata() for partition, err in failed.items()}
+        ),
+    }
+
+
+def _run_metadata(done: dict[Partition, StepResult]) -> dict[str, Any]:
+    if len(done) == 1:
+        return _result_metadata(next(iter(done.values())))
+    return {
+        "partitions_in_run": len(done),
+        "rows_in_run": sum(result.rows for result in done.values()),
+        "rows_by_partition": dg.MetadataValue.json(
+            {partition.key: result.rows for partition, result in done.items()}
+        ),
+    }
 
 
 def _table_metadata(schema: pa.DataFrameSchema, table_name: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The registry sensor of a model: new versions become partitions of its version asset, and a
-move of the served alias rescores every partition of its prediction table with that version."""
+move of the served alias rescores every partition of its prediction table with that version,
+in one run."""
 
 import json
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from coverage_serving.defs.assets import (
     version_asset_key,
 )
 from coverage_serving.defs.jobs import AssetJob
-from coverage_serving.defs.partitions import model_partitions
+from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, all_partitions_tags
 from coverage_serving.defs.resources import RegistryResource
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.errors import (
@@ -47,10 +48,10 @@ def registry_sensor_name(model: ModelConfig) -> str:
     return f"{model.name}_registry_sensor"
 
 
-def scoring_run_key(model: ModelConfig, version: int, partition_key: str) -> str:
-    # One run key per (model, version, partition): Dagster never launches a key twice for a
+def rescoring_run_key(model: ModelConfig, version: int, range_tags: dict[str, str]) -> str:
+    # One run key per (model, version, partitions): dagster never launches a key twice for a
     # sensor, so a version scores a partition once across ticks, restarts and old cursors.
-    return f"{model.name}:v{version}:{partition_key}"
+    return f"{model.name}:v{version}:{range_tags[RANGE_START_TAG]}..{range_tags[RANGE_END_TAG]}"
 
 
 def build_registry_sensor(
@@ -131,14 +132,14 @@ def _rescore_requests(
     except (UnservableModelError, ModelLoadError) as err:
         context.log.warning(f"not rescoring with {ref.name} version {version}: {err}")
         return []
-    tags = {PINNED_VERSION_TAG: str(version), PINNED_ALIAS_TAG: model.alias}
+    # One run over every partition (a partition range, as a single-run backfill uses): one
+    # process start and one model load for the whole table.
+    range_tags = all_partitions_tags(model)
     return [
         dg.RunRequest(
-            run_key=scoring_run_key(model, version, partition_key),
+            run_key=rescoring_run_key(model, version, range_tags),
             job_name=job_name,
             asset_selection=[predictions_asset_key(model)],
-            partition_key=partition_key,
-            tags=tags,
+            tags={**range_tags, PINNED_VERSION_TAG: str(version), PINNED_ALIAS_TAG: model.alias},
         )
-        for partition_key in model_partitions(model).get_partition_keys()
     ]

@@ -8,7 +8,7 @@ import dagster as dg
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.defs.jobs import scoring_job_name
-from coverage_serving.defs.partitions import model_partitions
+from coverage_serving.defs.partitions import all_partitions_tags, model_partitions
 from coverage_serving.demo.data import DEFAULT_ROWS, GENERATORS
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import RegistryError
@@ -60,20 +60,19 @@ def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
 def run_main_jobs(
     defs: dg.Definitions, config: ServingConfig, instance: dg.DagsterInstance
 ) -> list[str]:
-    """Materialise every partition of every model; returns the partitions that failed."""
+    """Materialise every partition of every model, one run per model; returns the failed runs."""
     failed = []
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for model in config.models.values():
         job = defs.resolve_job_def(scoring_job_name(model))
-        for partition in partitions_of(model):
-            result = job.execute_in_process(
-                partition_key=partition.key,
-                instance=instance,
-                run_config=quiet,
-                raise_on_error=False,
-            )
-            if not result.success:
-                failed.append(f"{job.name} {partition.key} (run {result.run_id})")
+        result = job.execute_in_process(
+            tags=all_partitions_tags(model),
+            instance=instance,
+            run_config=quiet,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failed.append(f"{job.name} (run {result.run_id})")
     return failed
 
 

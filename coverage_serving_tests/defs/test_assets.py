@@ -5,6 +5,7 @@ from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
+import duckdb
 import mlflow
 import pandas as pd
 import pytest
@@ -17,8 +18,10 @@ from coverage_serving.defs.assets import (
     build_version_asset,
     model_versions_partitions,
 )
+from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.partition import Partition
+from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_ROWS
@@ -27,6 +30,7 @@ from coverage_serving_tests.registry_helpers import Constant, register_version
 pytestmark = pytest.mark.integration
 
 PARTITION = Partition("IN", date(2026, 1, 1))
+ALL_STORE_PARTITIONS = ["ID|2026-01-01", "ID|2026-02-01", "IN|2026-01-01", "IN|2026-02-01"]
 
 
 Materialize = Callable[..., dg.ExecuteInProcessResult]
@@ -92,6 +96,72 @@ def test_materialisation_metadata_and_checks(materialize: Materialize) -> None:
     checks = check_results(result)
     assert checks["input_contract"].passed and checks["output_contract"].passed
     assert checks["output_contract"].metadata["rows_checked"].value == SMALL_ROWS["grid_cells"]
+
+
+def materialize_all(
+    config: ServingConfig, state: LocalState, name: str, only: str | None = None
+) -> dg.ExecuteInProcessResult:
+    """One run over every partition of a model, as a single-run backfill or the sensor makes."""
+    model = config.models[name]
+    return dg.materialize(
+        build_model_assets(model),
+        selection=[only] if only else None,
+        tags=all_partitions_tags(model),
+        resources=resources_for_deployment(config, state),
+        raise_on_error=False,
+    )
+
+
+def test_one_run_scores_every_partition_with_one_model_load(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loads = []
+    real_load = ModelRegistry.load
+    monkeypatch.setattr(
+        ModelRegistry, "load", lambda self, ref: loads.append(ref) or real_load(self, ref)
+    )
+
+    result = materialize_all(small_config, state, "store")
+
+    assert result.success
+    assert len(loads) == 1
+    written = result.asset_materializations_for_node("store_predictions")
+    assert sorted(m.partition for m in written) == ALL_STORE_PARTITIONS
+    assert {m.metadata["dagster/row_count"].value for m in written} == {SMALL_ROWS["stores"]}
+    features = result.asset_materializations_for_node("store_features")
+    assert sorted(m.partition for m in features) == ALL_STORE_PARTITIONS
+    assert features[0].metadata["rows_by_partition"].value == dict.fromkeys(
+        ALL_STORE_PARTITIONS, SMALL_ROWS["stores"]
+    )
+    table = predictions_table(small_config.models["store"])
+    assert sorted(p.key for p in warehouse.list_partitions(table)) == ALL_STORE_PARTITIONS
+
+
+def test_a_failed_partition_fails_the_run_without_stopping_the_others(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    assert materialize_all(small_config, state, "store", only="store_features").success
+    with duckdb.connect(str(state.warehouse_path)) as connection:
+        connection.execute(
+            f"DELETE FROM {features_table(small_config.models['store']).qualified_name} "
+            "WHERE market = 'ID' AND month = DATE '2026-02-01'"
+        )
+
+    result = materialize_all(small_config, state, "store", only="store_predictions")
+
+    assert not result.success
+    written = result.asset_materializations_for_node("store_predictions")
+    assert sorted(m.partition for m in written) == [
+        key for key in ALL_STORE_PARTITIONS if key != "ID|2026-02-01"
+    ]
+    failure = result.failure_data_for_node("store_predictions")
+    assert failure is not None
+    assert "ID|2026-02-01" in str(failure.user_failure_data.description)
+    table = predictions_table(small_config.models["store"])
+    assert Partition.parse("ID|2026-02-01") not in warehouse.list_partitions(table)
 
 
 def test_a_rerun_replaces_the_partition(

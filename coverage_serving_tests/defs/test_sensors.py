@@ -17,7 +17,11 @@ from coverage_serving_tests.registry_helpers import Constant, register_version
 
 pytestmark = pytest.mark.integration
 
-SCORED_PARTITIONS = ["ID|2026-01-01", "ID|2026-02-01", "IN|2026-01-01", "IN|2026-02-01"]  # sorted
+# The small config's store partitions, IN and ID x 2026-01 and 2026-02, as one range.
+ALL_PARTITIONS = {
+    "dagster/asset_partition_range_start": "IN|2026-01-01",
+    "dagster/asset_partition_range_end": "ID|2026-02-01",
+}
 
 
 def tick(
@@ -35,9 +39,14 @@ def tick(
     return sensor(dg.build_sensor_context(cursor=cursor, resources={"registry": registry}))
 
 
-def requested(result: dg.SensorResult | dg.SkipReason) -> list[tuple[str, str, str]]:
+def requested(
+    result: dg.SensorResult | dg.SkipReason,
+) -> list[tuple[str | None, str | None, str | None]]:
     assert isinstance(result, dg.SensorResult)
-    return sorted((r.job_name, r.partition_key, r.run_key) for r in result.run_requests or [])
+    return sorted(
+        ((r.job_name, r.partition_key, r.run_key) for r in result.run_requests or []),
+        key=str,
+    )
 
 
 def cursor_of(result: dg.SensorResult | dg.SkipReason) -> dict:
@@ -89,7 +98,7 @@ def test_a_version_without_an_alias_move_is_only_recorded(
     assert cursor_of(result) == {"versions": [1, 2], "served": 1}
 
 
-def test_an_alias_move_rescores_every_partition_pinned_to_the_version(
+def test_an_alias_move_rescores_every_partition_in_one_run_pinned_to_the_version(
     small_config: ServingConfig, state: LocalState, store: ModelConfig
 ) -> None:
     register_version(store, state, Constant(), alias="champion")
@@ -98,15 +107,15 @@ def test_an_alias_move_rescores_every_partition_pinned_to_the_version(
 
     assert requested(result) == [
         ("record_store_versions", "2", "store_model:v2"),
-        *(("score_store", key, f"store:v2:{key}") for key in SCORED_PARTITIONS),
+        ("score_store", None, "store:v2:IN|2026-01-01..ID|2026-02-01"),
     ]
     assert isinstance(result, dg.SensorResult)
-    scoring = [r for r in result.run_requests or [] if r.job_name == "score_store"]
-    assert {(tuple(r.asset_selection or []), tuple(r.tags.items())) for r in scoring} == {
-        (
-            (dg.AssetKey("store_predictions"),),
-            ((PINNED_VERSION_TAG, "2"), (PINNED_ALIAS_TAG, "champion")),
-        )
+    [scoring] = [r for r in result.run_requests or [] if r.job_name == "score_store"]
+    assert scoring.asset_selection == [dg.AssetKey("store_predictions")]
+    assert scoring.tags == {
+        **ALL_PARTITIONS,
+        PINNED_VERSION_TAG: "2",
+        PINNED_ALIAS_TAG: "champion",
     }
     assert cursor_of(result) == {"versions": [1, 2], "served": 2}
 
