@@ -1,5 +1,5 @@
-"""The one Dagster Definitions of coverage_serving: assets and jobs from the serving config,
-resources chosen by deployment."""
+"""The one Dagster Definitions of coverage_serving: assets, jobs, sensors and schedules from the
+serving config, resources chosen by deployment."""
 
 import os
 
@@ -9,7 +9,9 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving.config import ServingConfig, load_serving_config
 from coverage_serving.defs.assets import build_model_assets, build_version_asset
 from coverage_serving.defs.jobs import build_scoring_job, build_versions_job
+from coverage_serving.defs.new_data import build_new_data_sensor
 from coverage_serving.defs.resources import DuckDBWarehouseResource, RegistryResource
+from coverage_serving.defs.schedules import build_refresh_schedule
 from coverage_serving.defs.sensors import build_registry_sensor
 from coverage_serving.settings import LocalState
 
@@ -35,6 +37,7 @@ def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definition
     models = list(config.models.values())
     scoring_jobs = {model.name: build_scoring_job(model) for model in models}
     versions_jobs = {model.name: build_versions_job(model) for model in models}
+    automation = config.automation
     return dg.Definitions(
         assets=[
             *(asset for model in models for asset in build_model_assets(model)),
@@ -42,7 +45,24 @@ def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definition
         ],
         jobs=[*scoring_jobs.values(), *versions_jobs.values()],
         sensors=[
-            build_registry_sensor(model, scoring_jobs[model.name], versions_jobs[model.name])
+            *(
+                build_registry_sensor(
+                    model,
+                    scoring_jobs[model.name],
+                    versions_jobs[model.name],
+                    automation.registry_poll_seconds,
+                )
+                for model in models
+            ),
+            *(
+                build_new_data_sensor(
+                    model, scoring_jobs[model.name], automation.source_poll_seconds
+                )
+                for model in models
+            ),
+        ],
+        schedules=[
+            build_refresh_schedule(model, scoring_jobs[model.name], automation.refresh_cron)
             for model in models
         ],
         resources=resources_for_deployment(config, state),

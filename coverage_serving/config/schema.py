@@ -22,6 +22,8 @@ RESERVED_COLUMNS = frozenset(PARTITION_COLUMNS + LINEAGE_COLUMNS)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 _MARKET = re.compile(r"[A-Za-z0-9_\-]{1,16}")
+# Five cron fields (minute hour day month weekday); dagster checks the values themselves.
+_CRON = re.compile(r"[0-9A-Za-z*,/\-]+( [0-9A-Za-z*,/\-]+){4}")
 
 
 def _plain_identifier(value: str) -> str:
@@ -51,10 +53,17 @@ def _first_of_month(value: date) -> date:
     return value
 
 
+def _cron(value: str) -> str:
+    if not _CRON.fullmatch(value):
+        raise ValueError(f"{value!r} is not a five-field cron expression (e.g. '0 6 2 * *')")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_plain_identifier)]
 RegistryName = Annotated[str, AfterValidator(_registry_name)]
 MarketCode = Annotated[str, AfterValidator(_market_code)]
 Month = Annotated[date, AfterValidator(_first_of_month)]
+Cron = Annotated[str, AfterValidator(_cron)]
 
 
 class _Strict(BaseModel):
@@ -89,6 +98,14 @@ class RegistryConfig(_Strict):
     # Loading a pickled (or skops) model runs code from the artifact: serving such models is a
     # trust decision about the registry, made here explicitly rather than by a default.
     allow_pickled_models: bool = False
+
+
+class AutomationConfig(_Strict):
+    # How often the sensors look at the registry and at the source tables.
+    registry_poll_seconds: int = Field(default=30, ge=5)
+    source_poll_seconds: int = Field(default=60, ge=5)
+    # When the schedule refreshes the latest complete month of every market (UTC).
+    refresh_cron: Cron = "0 6 2 * *"
 
 
 class ModelConfig(_Strict):
@@ -150,6 +167,7 @@ class ModelConfig(_Strict):
 
 class ServingConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
+    automation: AutomationConfig = AutomationConfig()
     models: dict[Identifier, ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="before")

@@ -26,8 +26,6 @@ from coverage_serving.errors import (
 )
 from coverage_serving.registry import ModelRegistry
 
-POLL_SECONDS = 30
-
 
 @dataclass
 class RegistryCursor:
@@ -55,13 +53,13 @@ def rescoring_run_key(model: ModelConfig, version: int, range_tags: dict[str, st
 
 
 def build_registry_sensor(
-    model: ModelConfig, scoring_job: AssetJob, versions_job: AssetJob
+    model: ModelConfig, scoring_job: AssetJob, versions_job: AssetJob, poll_seconds: int
 ) -> dg.SensorDefinition:
     versions_asset = version_asset_key(model)
 
     @dg.sensor(
         name=registry_sensor_name(model),
-        minimum_interval_seconds=POLL_SECONDS,
+        minimum_interval_seconds=poll_seconds,
         # Two jobs: the version asset and the prediction table have different partitions.
         jobs=[scoring_job, versions_job],
         default_status=dg.DefaultSensorStatus.RUNNING,

@@ -110,3 +110,26 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     broken.write_text("models: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_serving_config(broken)
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ({"refresh_cron": "monthly"}, "is not a five-field cron expression"),
+        ({"refresh_cron": "0 6 2 * * ; rm -rf /"}, "is not a five-field cron expression"),
+        ({"registry_poll_seconds": 1}, "greater than or equal to 5"),
+    ],
+)
+def test_bad_automation_setting_names_the_field(
+    tmp_path: Path, setting: dict[str, object], complaint: str
+) -> None:
+    message = _error(tmp_path, lambda raw: raw.update(automation=setting))
+    [field] = setting
+    assert f"automation.{field}" in message
+    assert complaint in message
+
+
+def test_shipped_automation_polls_and_refreshes_monthly() -> None:
+    automation = load_serving_config().automation
+    assert automation.registry_poll_seconds == 30
+    assert automation.refresh_cron == "0 6 2 * *"

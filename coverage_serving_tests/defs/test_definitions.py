@@ -21,7 +21,8 @@ UPDATE_VAR = "UPDATE_SNAPSHOTS"
 
 
 def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
-    """Assets (keys, partitions, deps, groups, checks), jobs and sensors, as plain data."""
+    """Assets (keys, partitions, deps, groups, checks, backfill policy), jobs, sensors and
+    schedules, as plain data."""
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys()):
@@ -31,6 +32,7 @@ def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "partitions": _describe_partitions(node.partitions_def),
             "checks": sorted(check.name for check in node.check_keys),
+            "backfill": str(node.backfill_policy.policy_type) if node.backfill_policy else None,
         }
     jobs = {
         job.name: sorted(node.name for node in job.graph.nodes)
@@ -44,7 +46,16 @@ def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
         }
         for sensor in defs.sensors or []
     }
-    return {"assets": assets, "jobs": jobs, "sensors": sensors}
+    schedules = {
+        schedule.name: {
+            "job": schedule.job_name,
+            "cron": schedule.cron_schedule,
+            "timezone": schedule.execution_timezone,
+            "default_status": schedule.default_status.value,
+        }
+        for schedule in defs.schedules or []
+    }
+    return {"assets": assets, "jobs": jobs, "sensors": sensors, "schedules": schedules}
 
 
 def _job_names(defs: dg.Definitions) -> list[str]:
@@ -111,7 +122,9 @@ def three_model_config(tmp_path: Path) -> ServingConfig:
     return load_serving_config(path)
 
 
-def test_a_third_model_gets_assets_checks_and_job(three_model_config: ServingConfig) -> None:
+def test_a_third_model_gets_assets_checks_jobs_and_automation(
+    three_model_config: ServingConfig,
+) -> None:
     defs = build_definitions(three_model_config, LocalState(Path("unused")))
     graph = describe_graph(defs)
     assert graph["assets"]["store_churn_predictions"] == {
@@ -119,8 +132,11 @@ def test_a_third_model_gets_assets_checks_and_job(three_model_config: ServingCon
         "deps": ["store_churn_features"],
         "partitions": {"market": ["ID"], "month": {"cron": "0 0 1 * *", "start": "2026-01-01"}},
         "checks": ["output_contract"],
+        "backfill": "BackfillPolicyType.SINGLE_RUN",
     }
     assert graph["assets"]["store_churn_features"]["checks"] == ["input_contract"]
+    assert {"store_churn_registry_sensor", "store_churn_new_data_sensor"} <= set(graph["sensors"])
+    assert graph["schedules"]["store_churn_monthly_refresh"]["job"] == "score_store_churn"
     assert graph["jobs"]["score_store_churn"] == [
         "store_churn_features",
         "store_churn_predictions",
