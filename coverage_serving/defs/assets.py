@@ -18,12 +18,13 @@ from coverage_serving.core.contracts import (
     output_schema,
 )
 from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
 from coverage_serving.defs.partitions import model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
-from coverage_serving.registry import LoadedModel, ModelRegistry
+from coverage_serving.registry import LoadedModel, ModelRegistry, redact
 
 INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
@@ -88,6 +89,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         # one version. A run requested for a version (e.g. by the registry sensor) keeps it
         # even if the alias has moved on since.
         loaded = _load_served_model(registry.open(), model, context.run.tags)
+        batch = BatchRun(model.name, loaded.ref, context.run_id)
         store = warehouse.open()
 
         def score(partition: Partition) -> StepResult:
@@ -101,7 +103,10 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
             )
             return result
 
-        yield from _report(OUTPUT_CHECK, _serve_each(_run_partitions(context), score))
+        outcome = _serve_each(_run_partitions(context), score)
+        batch.scored, batch.failed = outcome.done, list(outcome.failed)
+        _track(context, registry.tracking_uri, batch)
+        yield from _report(OUTPUT_CHECK, outcome)
 
     return [features, predictions]
 
@@ -186,6 +191,15 @@ def _load_served_model(
         return models.load(ref)
     except ServingError as err:
         raise dg.Failure(description=str(err), metadata=err.metadata()) from err
+
+
+def _track(context: dg.AssetExecutionContext, tracking_uri: str, batch: BatchRun) -> None:
+    try:
+        run_id = record_batch_run(tracking_uri, batch)
+    except Exception as err:  # the tables are right; a lost record must not fail the run
+        context.log.warning(f"batch run not recorded in MLflow: {redact(str(err))}")
+        return
+    context.log.info(f"recorded as MLflow run {run_id} in experiment {EXPERIMENT!r}")
 
 
 @dataclass

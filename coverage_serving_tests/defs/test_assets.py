@@ -12,6 +12,7 @@ import pytest
 
 from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import resources_for_deployment
 from coverage_serving.defs.assets import (
     build_model_assets,
@@ -112,6 +113,16 @@ def materialize_all(
     )
 
 
+def mlflow_run_of(state: LocalState, dagster_run_id: str) -> mlflow.entities.Run:
+    client = mlflow.MlflowClient(state.tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    [run] = client.search_runs(
+        [experiment.experiment_id], f"tags.{DAGSTER_RUN_TAG} = '{dagster_run_id}'"
+    )
+    return run
+
+
 def test_one_run_scores_every_partition_with_one_model_load(
     small_config: ServingConfig,
     state: LocalState,
@@ -138,6 +149,10 @@ def test_one_run_scores_every_partition_with_one_model_load(
     )
     table = predictions_table(small_config.models["store"])
     assert sorted(p.key for p in warehouse.list_partitions(table)) == ALL_STORE_PARTITIONS
+    tracked = mlflow_run_of(state, result.run_id)
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.metrics["partitions_scored"] == 4
+    assert tracked.data.metrics["rows"] == 4 * SMALL_ROWS["stores"]
 
 
 def test_a_failed_partition_fails_the_run_without_stopping_the_others(
@@ -162,6 +177,9 @@ def test_a_failed_partition_fails_the_run_without_stopping_the_others(
     assert "ID|2026-02-01" in str(failure.user_failure_data.description)
     table = predictions_table(small_config.models["store"])
     assert Partition.parse("ID|2026-02-01") not in warehouse.list_partitions(table)
+    tracked = mlflow_run_of(state, result.run_id)
+    assert tracked.info.status == "FAILED"
+    assert tracked.data.tags["failed_partitions"] == "ID|2026-02-01"
 
 
 def test_a_rerun_replaces_the_partition(

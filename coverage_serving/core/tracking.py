@@ -1,0 +1,122 @@
+"""Each batch scoring run leaves an MLflow run in one experiment: which version scored which
+partitions, how many rows, how long, what it predicted; the model version is tagged with it.
+
+Written with MlflowClient, not dagster-mlflow: its `mlflow_tracking` resource is op-era and
+opens a fluent run that only its job hook closes, so asset materialisations from the UI,
+backfills and sensors (which run outside our jobs) would leave runs RUNNING (FACTS.md)."""
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+from coverage_serving.core.batch import StepResult
+from coverage_serving.partition import Partition
+from coverage_serving.registry import ModelVersionRef
+
+EXPERIMENT = "coverage-serving-batch"
+DAGSTER_RUN_TAG = "dagster_run_id"
+VERSION_TAG = "coverage_serving.last_batch_run"  # on the model version: its latest batch run
+MAX_TAG_CHARS = 5000  # MLflow tag values are capped (8000); long lists are cut, with a count
+
+
+@dataclass
+class BatchRun:
+    model: str
+    ref: ModelVersionRef
+    dagster_run_id: str
+    started: float = field(default_factory=time.time)
+    scored: dict[Partition, StepResult] = field(default_factory=dict)
+    failed: list[Partition] = field(default_factory=list)
+
+
+def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
+    """Log the finished batch run in MLflow; returns the MLflow run id. The run is terminated
+    (FINISHED, or FAILED when a partition failed) whatever happens while logging."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    created = client.create_run(
+        _experiment_id(client),
+        start_time=int(run.started * 1000),
+        run_name=f"{run.model} v{run.ref.version} {run.dagster_run_id[:8]}",
+        tags={
+            DAGSTER_RUN_TAG: run.dagster_run_id,
+            "model_name": run.ref.name,
+            "model_version": str(run.ref.version),
+            "model_alias": run.ref.alias or "",
+            "partitions": _capped(json.dumps({p.key: r.rows for p, r in run.scored.items()})),
+            "failed_partitions": _capped(", ".join(p.key for p in run.failed)),
+        },
+    )
+    run_id = created.info.run_id
+    status = "FAILED"
+    try:
+        client.log_batch(run_id, metrics=_metrics(run), params=_params(run))
+        client.set_model_version_tag(run.ref.name, str(run.ref.version), VERSION_TAG, run_id)
+        status = "FAILED" if run.failed else "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    return run_id
+
+
+def _experiment_id(client: mlflow.MlflowClient) -> str:
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(EXPERIMENT)
+    except MlflowException:  # another run created it meanwhile
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _params(run: BatchRun) -> list[Param]:
+    values = {
+        "model": run.model,
+        "registered_model": run.ref.name,
+        "model_version": run.ref.version,
+        "model_alias": run.ref.alias,
+        "model_run_id": run.ref.run_id,
+    }
+    return [Param(key, str(value)) for key, value in values.items()]
+
+
+def _metrics(run: BatchRun) -> list[Metric]:
+    now = int(time.time() * 1000)
+    rows = sum(result.rows for result in run.scored.values())
+    values = {
+        "partitions_scored": len(run.scored),
+        "partitions_failed": len(run.failed),
+        "rows": rows,
+        "duration_seconds": round(time.time() - run.started, 3),
+        **_prediction_summary(run.scored, rows),
+    }
+    return [Metric(key, float(value), now, 0) for key, value in values.items()]
+
+
+def _prediction_summary(scored: dict[Partition, StepResult], rows: int) -> dict[str, float]:
+    """Per prediction column: the row-weighted mean and the extreme partition quantiles."""
+    summary: dict[str, float] = {}
+    for result in scored.values():
+        for column, stats in result.details.get("prediction_quantiles", {}).items():
+            weighted = stats["mean"] * result.rows / rows
+            summary[f"{column}_mean"] = summary.get(f"{column}_mean", 0.0) + weighted
+            summary[f"{column}_lowest_p01"] = min(
+                summary.get(f"{column}_lowest_p01", stats["p01"]), stats["p01"]
+            )
+            summary[f"{column}_highest_p99"] = max(
+                summary.get(f"{column}_highest_p99", stats["p99"]), stats["p99"]
+            )
+    return summary
+
+
+def _capped(text: str) -> str:
+    return (
+        text
+        if len(text) <= MAX_TAG_CHARS
+        else text[: MAX_TAG_CHARS - 20] + f"... ({len(text)} chars)"
+    )
