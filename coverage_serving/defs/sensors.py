@@ -29,10 +29,12 @@ from coverage_serving.registry import ModelRegistry
 
 @dataclass
 class RegistryCursor:
-    """What the sensor has seen: the versions it announced and the version it last served."""
+    """What the sensor has seen: the versions it announced, the version it last served and how
+    many alias moves it has rescored."""
 
     versions: list[int] = field(default_factory=list)
     served: int | None = None
+    moves: int = 0
 
     @classmethod
     def parse(cls, raw: str | None) -> "RegistryCursor":
@@ -46,10 +48,14 @@ def registry_sensor_name(model: ModelConfig) -> str:
     return f"{model.name}_registry_sensor"
 
 
-def rescoring_run_key(model: ModelConfig, version: int, range_tags: dict[str, str]) -> str:
-    # One run key per (model, version, partitions): dagster never launches a key twice for a
-    # sensor, so a version scores a partition once across ticks, restarts and old cursors.
-    return f"{model.name}:v{version}:{range_tags[RANGE_START_TAG]}..{range_tags[RANGE_END_TAG]}"
+def rescoring_run_key(
+    model: ModelConfig, version: int, move: int, range_tags: dict[str, str]
+) -> str:
+    # One run key per (model, version, alias move, partitions): dagster never launches a key
+    # twice for a sensor, so ticks, restarts and old cursors do not rescore a move again, while
+    # moving the alias back to an older version (a rollback) is a new move that rescores.
+    partitions = f"{range_tags[RANGE_START_TAG]}..{range_tags[RANGE_END_TAG]}"
+    return f"{model.name}:v{version}:move{move}:{partitions}"
 
 
 def build_registry_sensor(
@@ -92,8 +98,12 @@ def build_registry_sensor(
         ]
         # The first tick takes the served version as already scored: batch runs and backfills
         # fill the tables; the sensor reacts to moves it sees happen.
+        moves = seen.moves
         if context.cursor is not None and served is not None and served != seen.served:
-            run_requests += _rescore_requests(context, models, model, served, scoring_job.name)
+            moves += 1
+            run_requests += _rescore_requests(
+                context, models, model, served, moves, scoring_job.name
+            )
         return dg.SensorResult(
             run_requests=run_requests,
             dynamic_partitions_requests=[
@@ -101,7 +111,7 @@ def build_registry_sensor(
             ]
             if new_versions
             else [],
-            cursor=RegistryCursor(versions=versions, served=served).dump(),
+            cursor=RegistryCursor(versions=versions, served=served, moves=moves).dump(),
         )
 
     return registry_sensor
@@ -122,6 +132,7 @@ def _rescore_requests(
     models: ModelRegistry,
     model: ModelConfig,
     version: int,
+    move: int,
     job_name: str,
 ) -> list[dg.RunRequest]:
     ref = models.pinned(model.registered_model, version, model.alias)
@@ -135,7 +146,7 @@ def _rescore_requests(
     range_tags = all_partitions_tags(model)
     return [
         dg.RunRequest(
-            run_key=rescoring_run_key(model, version, range_tags),
+            run_key=rescoring_run_key(model, version, move, range_tags),
             job_name=job_name,
             asset_selection=[predictions_asset_key(model)],
             tags={**range_tags, PINNED_VERSION_TAG: str(version), PINNED_ALIAS_TAG: model.alias},

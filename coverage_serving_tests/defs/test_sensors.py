@@ -5,6 +5,7 @@ import json
 import socket
 
 import dagster as dg
+import mlflow
 import pytest
 
 from coverage_serving.config import ModelConfig, ServingConfig
@@ -70,7 +71,7 @@ def test_the_first_tick_records_versions_without_rescoring(
         "store_model_versions",
         ["1"],
     )
-    assert cursor_of(result) == {"versions": [1], "served": 1}
+    assert cursor_of(result) == {"versions": [1], "served": 1, "moves": 0}
 
 
 def test_a_model_not_yet_registered_requests_nothing(
@@ -84,7 +85,7 @@ def test_a_model_not_yet_registered_requests_nothing(
     result = tick(unregistered, state, cursor=None)
 
     assert requested(result) == []
-    assert cursor_of(result) == {"versions": [], "served": None}
+    assert cursor_of(result) == {"versions": [], "served": None, "moves": 0}
 
 
 def test_a_version_without_an_alias_move_is_only_recorded(
@@ -95,7 +96,7 @@ def test_a_version_without_an_alias_move_is_only_recorded(
     result = tick(small_config, state, cursor=json.dumps({"versions": [1], "served": 1}))
 
     assert requested(result) == [("record_store_versions", "2", "store_model:v2")]
-    assert cursor_of(result) == {"versions": [1, 2], "served": 1}
+    assert cursor_of(result) == {"versions": [1, 2], "served": 1, "moves": 0}
 
 
 def test_an_alias_move_rescores_every_partition_in_one_run_pinned_to_the_version(
@@ -107,7 +108,7 @@ def test_an_alias_move_rescores_every_partition_in_one_run_pinned_to_the_version
 
     assert requested(result) == [
         ("record_store_versions", "2", "store_model:v2"),
-        ("score_store", None, "store:v2:IN|2026-01-01..ID|2026-02-01"),
+        ("score_store", None, "store:v2:move1:IN|2026-01-01..ID|2026-02-01"),
     ]
     assert isinstance(result, dg.SensorResult)
     [scoring] = [r for r in result.run_requests or [] if r.job_name == "score_store"]
@@ -117,7 +118,27 @@ def test_an_alias_move_rescores_every_partition_in_one_run_pinned_to_the_version
         PINNED_VERSION_TAG: "2",
         PINNED_ALIAS_TAG: "champion",
     }
-    assert cursor_of(result) == {"versions": [1, 2], "served": 2}
+    assert cursor_of(result) == {"versions": [1, 2], "served": 2, "moves": 1}
+
+
+def test_moving_the_alias_back_rescores_with_the_older_version(
+    small_config: ServingConfig, state: LocalState, store: ModelConfig
+) -> None:
+    register_version(store, state, Constant(), alias=None)
+    mlflow.MlflowClient(state.tracking_uri).set_registered_model_alias(
+        store.registered_model, "champion", "1"
+    )
+    after_first_move = json.dumps({"versions": [1, 2], "served": 2, "moves": 1})
+
+    result = tick(small_config, state, cursor=after_first_move)
+
+    assert requested(result) == [
+        ("score_store", None, "store:v1:move2:IN|2026-01-01..ID|2026-02-01"),
+    ]
+    assert isinstance(result, dg.SensorResult)
+    [rollback] = result.run_requests or []
+    assert rollback.tags[PINNED_VERSION_TAG] == "1"
+    assert cursor_of(result) == {"versions": [1, 2], "served": 1, "moves": 2}
 
 
 def test_no_change_requests_nothing(small_config: ServingConfig, state: LocalState) -> None:
@@ -126,7 +147,7 @@ def test_no_change_requests_nothing(small_config: ServingConfig, state: LocalSta
     result = tick(small_config, state, cursor=unchanged)
 
     assert requested(result) == []
-    assert cursor_of(result) == {"versions": [1], "served": 1}
+    assert cursor_of(result) == {"versions": [1], "served": 1, "moves": 0}
 
 
 def test_a_restart_with_an_old_cursor_repeats_the_same_run_keys(

@@ -96,7 +96,10 @@ def test_an_alias_move_rescores_every_partition_once(platform: Platform) -> None
 
     rescoring = runs(platform, pipelineName="score_store")
     [rescored] = [r for r in rescoring if r["tags"].get("dagster/sensor_name")]
-    assert rescored["tags"]["dagster/run_key"] == f"store:v{version}:IN|2026-01-01..ID|2026-02-01"
+    assert (
+        rescored["tags"]["dagster/run_key"]
+        == f"store:v{version}:move1:IN|2026-01-01..ID|2026-02-01"
+    )
     assert rescored["tags"]["coverage_serving/model_version"] == version
     wait_for("the rescoring run to finish", lambda: _all_finished(platform), timeout=120)
     launched = len(runs(platform))
