@@ -148,17 +148,20 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
         ref = models.pinned(model.registered_model, int(context.partition_key), alias=None)
         try:
             details = models.describe(ref)
-            check_signature(model, ref.version, models.signature(ref))
+            signature = models.signature(ref)
+        except ServingError as err:
+            raise dg.Failure(description=str(err), metadata=err.metadata()) from None
+        try:
+            check_signature(model, ref.version, signature)
             reason = None
         except UnservableModelError as err:
             reason = str(err)
-        except ServingError as err:
-            raise dg.Failure(description=str(err), metadata=err.metadata()) from None
         yield dg.MaterializeResult(
             metadata={
                 **{k: v for k, v in details.items() if k != "metrics"},
                 "aliases": ", ".join(details["aliases"]) or "none",
                 "metrics": dg.MetadataValue.json(details["metrics"]),
+                "signature_inputs": dg.MetadataValue.json(signature or {}),
                 "servable": reason is None,
             }
         )

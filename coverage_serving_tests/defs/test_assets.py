@@ -290,9 +290,11 @@ def test_versions_are_recorded_with_their_servability(
     assert first.metadata["aliases"].value == "champion"
     assert first.metadata["servable"].value is True
     assert first.metadata["run_id"].value
+    assert first.metadata["signature_inputs"].value["months_open"] == "long"
     assert check_results(good)["servable"].passed
     [second] = bad.asset_materializations_for_node("store_model")
     assert second.metadata["servable"].value is False
+    assert "months_open" not in second.metadata["signature_inputs"].value
     check = check_results(bad)["servable"]
     assert not check.passed
     assert "configured feature 'months_open' is not in the signature" in str(
