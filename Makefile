@@ -4,9 +4,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The BigQuery emulator for tests and demo-bigquery: Python 3.13 (pyenv's on the machine image).
+EMULATOR_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
+EMULATOR_VENV := .venv-bigquery
+EMULATOR_INSTALLED := $(EMULATOR_VENV)/.installed
+EMULATOR_PINS := coverage_serving_tests/emulator
 export COVERAGE_SERVING_HOME ?= $(CURDIR)/.coverage_serving
 
-.PHONY: install demo test lint dev clean
+.PHONY: install emulator demo demo-bigquery test lint dev clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +21,21 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+$(EMULATOR_INSTALLED): $(EMULATOR_PINS)/requirements.txt $(EMULATOR_PINS)/overrides.txt
+	test -x $(EMULATOR_VENV)/bin/python || $(EMULATOR_PYTHON) -m venv $(EMULATOR_VENV)
+	$(EMULATOR_VENV)/bin/python -m pip install --quiet "uv>=0.9,<1"
+	$(EMULATOR_VENV)/bin/uv pip install --python $(EMULATOR_VENV)/bin/python --quiet \
+		--override $(EMULATOR_PINS)/overrides.txt -r $(EMULATOR_PINS)/requirements.txt
+	$(EMULATOR_VENV)/bin/python -c "from duckdb_extensions import import_extension; \
+		[import_extension(name) for name in ('icu', 'ducklake', 'spatial')]"
+	touch $@
+
+emulator: $(EMULATOR_INSTALLED)
+
 demo: $(INSTALLED)
 	$(BIN)/coverage-serving demo
 
-test: $(INSTALLED) lint
+test: $(INSTALLED) $(EMULATOR_INSTALLED) lint
 	$(BIN)/pytest
 
 lint: $(INSTALLED)
@@ -29,4 +45,4 @@ dev: $(INSTALLED)
 	$(BIN)/coverage-serving dev
 
 clean:
-	rm -rf $(VENV) $(COVERAGE_SERVING_HOME)
+	rm -rf $(VENV) $(EMULATOR_VENV) $(COVERAGE_SERVING_HOME)

@@ -10,7 +10,13 @@ from coverage_serving.config import ServingConfig, load_serving_config
 from coverage_serving.defs.assets import build_model_assets, build_version_asset
 from coverage_serving.defs.jobs import build_scoring_job, build_versions_job
 from coverage_serving.defs.new_data import build_new_data_sensor
-from coverage_serving.defs.resources import DuckDBWarehouseResource, RegistryResource
+from coverage_serving.defs.resources import (
+    BigQueryWarehouseResource,
+    DuckDBWarehouseResource,
+    EndpointBigQueryResource,
+    RegistryResource,
+    WarehouseResource,
+)
 from coverage_serving.defs.schedules import build_refresh_schedule
 from coverage_serving.defs.sensors import build_registry_sensor
 from coverage_serving.settings import LocalState
@@ -19,18 +25,38 @@ WAREHOUSE_VAR = "COVERAGE_SERVING_WAREHOUSE"
 
 
 def resources_for_deployment(config: ServingConfig, state: LocalState) -> dict[str, object]:
-    warehouse = os.environ.get(WAREHOUSE_VAR, "duckdb")
-    if warehouse != "duckdb":
-        raise ValueError(f"{WAREHOUSE_VAR}={warehouse!r} is not supported; expected 'duckdb'")
     return {
-        "warehouse": DuckDBWarehouseResource(
-            duckdb=DuckDBResource(database=str(state.warehouse_path))
-        ),
+        "warehouse": warehouse_for_deployment(state),
         "registry": RegistryResource(
             tracking_uri=state.tracking_uri,
             allow_pickled_models=config.registry.allow_pickled_models,
         ),
     }
+
+
+def warehouse_for_deployment(state: LocalState) -> WarehouseResource:
+    """The one environment switch: COVERAGE_SERVING_WAREHOUSE, duckdb (default) or bigquery."""
+    warehouse = os.environ.get(WAREHOUSE_VAR, "duckdb")
+    if warehouse == "duckdb":
+        return DuckDBWarehouseResource(duckdb=DuckDBResource(database=str(state.warehouse_path)))
+    if warehouse == "bigquery":
+        return BigQueryWarehouseResource(
+            bigquery=EndpointBigQueryResource(
+                project=_required("BIGQUERY_PROJECT"),
+                location=os.environ.get("BIGQUERY_LOCATION"),
+                api_endpoint=os.environ.get("BIGQUERY_API_ENDPOINT"),
+            ),
+            dataset=_required("BIGQUERY_DATASET"),
+            storage_endpoint=os.environ.get("BIGQUERY_STORAGE_ENDPOINT"),
+        )
+    raise ValueError(f"{WAREHOUSE_VAR}={warehouse!r} is not supported; expected duckdb or bigquery")
+
+
+def _required(variable: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ValueError(f"{WAREHOUSE_VAR}=bigquery needs {variable} to be set")
+    return value
 
 
 def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definitions:

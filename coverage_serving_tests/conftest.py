@@ -1,7 +1,13 @@
-"""Shared fixtures: a small serving config, and a state directory holding a real DuckDB
-warehouse with demo sources and a real sqlite MLflow registry with both demo models."""
+"""Shared fixtures: a small serving config, a state directory holding a real DuckDB
+warehouse with demo sources and a real sqlite MLflow registry with both demo models, and a
+BigQuery emulator."""
 
 import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -14,10 +20,12 @@ from coverage_serving.demo.models import train_demo_model
 from coverage_serving.demo.runner import write_demo_sources
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
+from coverage_serving_tests.processes import answers, free_port, stop, wait_for
 
 CONFIGS = Path(__file__).parent / "configs"
 SMALL_CONFIG = CONFIGS / "serving_small.yaml"
 SMALL_ROWS = {"stores": 300, "grid_cells": 400}
+EMULATOR = Path(__file__).parents[1] / ".venv-bigquery" / "bin" / "local-bigquery"
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +72,59 @@ def instance() -> dg.DagsterInstance:
 
 def _warehouse(state: LocalState) -> DuckDBWarehouse:
     return DuckDBWarehouse(DuckDBResource(database=str(state.warehouse_path)).get_connection)
+
+
+@dataclass(frozen=True)
+class BigQueryEmulator:
+    project: str
+    api_endpoint: str
+    storage_endpoint: str
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+    """local-bigquery (REST and Storage Read) on free ports with its own data directory."""
+    if not EMULATOR.exists():
+        pytest.fail(f"{EMULATOR} is missing: `make test` (or `make emulator`) installs it")
+    port, grpc_port = free_port(), free_port()
+    data = tmp_path_factory.mktemp("bigquery")
+    with (data / "emulator.log").open("w") as log:
+        server = subprocess.Popen(
+            [
+                *(EMULATOR, "serve", "--host", "127.0.0.1", "--port", str(port)),
+                *("--grpc-port", str(grpc_port), "--project", "test-project"),
+                *("--data-dir", str(data / "store")),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        emulator = BigQueryEmulator(
+            "test-project", f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
+        )
+        datasets = f"{emulator.api_endpoint}/bigquery/v2/projects/{emulator.project}/datasets"
+        try:
+            wait_for(
+                f"the BigQuery emulator (log: {log.name})",
+                lambda: answers(datasets),
+                timeout=60,
+                every=0.2,
+            )
+            yield emulator
+        finally:
+            stop(server, signal.SIGTERM, timeout=10)
+
+
+@pytest.fixture
+def bigquery_env(bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Select the BigQuery warehouse on the emulator, in a dataset of this test's own."""
+    dataset = f"test_{uuid.uuid4().hex[:10]}"
+    for variable, value in {
+        "COVERAGE_SERVING_WAREHOUSE": "bigquery",
+        "BIGQUERY_PROJECT": bigquery_emulator.project,
+        "BIGQUERY_DATASET": dataset,
+        "BIGQUERY_API_ENDPOINT": bigquery_emulator.api_endpoint,
+        "BIGQUERY_STORAGE_ENDPOINT": bigquery_emulator.storage_endpoint,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    return dataset

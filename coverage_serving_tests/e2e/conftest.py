@@ -4,16 +4,14 @@ MLflow server as real processes) on free ports, over a scored copy of the test s
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -24,9 +22,9 @@ from coverage_serving.definitions import build_definitions
 from coverage_serving.demo.runner import run_main_jobs
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving_tests.conftest import SMALL_CONFIG
+from coverage_serving_tests.processes import answers, free_port, stop, wait_for
 
 POLL_SECONDS = 5  # the sensors' interval in this config: the smallest the config allows
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,18 +47,6 @@ class Platform:
         return answer["data"]
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 2) -> T:
-    """Poll `check` until it returns something other than None; fail naming `what` after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
@@ -75,7 +61,7 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     with dg.DagsterInstance.ephemeral() as instance:
         assert run_main_jobs(build_definitions(config, state), config, instance) == []
 
-    dagster_port, mlflow_port = _free_port(), _free_port()
+    dagster_port, mlflow_port = free_port(), free_port()
     env = {
         **os.environ,
         HOME_VAR: str(state.home),
@@ -102,28 +88,8 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     try:
         for url in (f"{running.dagster_url}/server_info", f"{running.mlflow_url}/health"):
-            wait_for(
-                f"{url} to answer (log: {log.name})", lambda url=url: _answers(url) or None, 240
-            )
+            wait_for(f"{url} to answer (log: {log.name})", lambda url=url: answers(url), 240)
         yield running
     finally:
-        dev.send_signal(signal.SIGTERM)  # what stops `make dev`: both UIs and their workers
-        try:
-            dev.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
+        stop(dev, signal.SIGTERM, timeout=90)  # what stops `make dev`: both UIs, their workers
         log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False

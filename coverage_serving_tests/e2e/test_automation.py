@@ -13,7 +13,8 @@ from mlflow.models import infer_signature
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.tables import features_table, predictions_table
 from coverage_serving_tests.conftest import SMALL_ROWS
-from coverage_serving_tests.e2e.conftest import POLL_SECONDS, Platform, wait_for
+from coverage_serving_tests.e2e.conftest import POLL_SECONDS, Platform
+from coverage_serving_tests.processes import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,22 +11,7 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, DuckDBWarehouse, TableSpec
-
-TABLE = TableSpec(
-    "serving",
-    "scores",
-    (
-        Column("id", "string"),
-        Column("market", "string"),
-        Column("month", "date"),
-        Column("score", "float"),
-        Column("note", "string", nullable=True),
-        Column("version", "int"),
-        Column("scored_at", "timestamp"),
-    ),
-)
-JANUARY = Partition("IN", date(2026, 1, 1))
-FEBRUARY = Partition("IN", date(2026, 2, 1))
+from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
 
 
 @pytest.fixture
@@ -37,20 +22,6 @@ def database(tmp_path: Path) -> Path:
 @pytest.fixture
 def warehouse(database: Path) -> DuckDBWarehouse:
     return DuckDBWarehouse(DuckDBResource(database=str(database)).get_connection)
-
-
-def rows(partition: Partition, count: int = 3, version: int = 1) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "id": [f"k{i}" for i in range(count)],
-            "market": partition.market,
-            "month": pd.Timestamp(partition.month),
-            "score": [i / 2 for i in range(count)],
-            "note": [None if i % 2 else f"n{i}" for i in range(count)],
-            "version": version,
-            "scored_at": pd.Timestamp("2026-11-23 10:00", tz="UTC"),
-        }
-    )
 
 
 def sql(database: Path, query: str) -> list[tuple]:

@@ -1,0 +1,196 @@
+"""The BigQuery warehouse against the local-bigquery emulator (REST and Storage Read), and the
+SQL it sends, pinned: the emulator accepts DATE comparisons that BigQuery rejects."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from google.api_core import exceptions as google_errors
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from coverage_serving.definitions import warehouse_for_deployment
+from coverage_serving.errors import EmptyPartitionError, WarehouseError
+from coverage_serving.settings import LocalState
+from coverage_serving.warehouse.bigquery import (
+    BigQueryClients,
+    BigQueryWarehouse,
+    partition_parameters,
+    replace_partition_sql,
+    select_partition_sql,
+)
+from coverage_serving_tests.conftest import BigQueryEmulator
+from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def warehouse(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
+    opened = warehouse_for_deployment(LocalState(tmp_path)).open()
+    assert isinstance(opened, BigQueryWarehouse)
+    return opened
+
+
+@pytest.fixture
+def rest_client(bigquery_emulator: BigQueryEmulator) -> bigquery.Client:
+    return bigquery.Client(
+        project=bigquery_emulator.project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": bigquery_emulator.api_endpoint},
+    )
+
+
+def rest_only(warehouse: BigQueryWarehouse, rest_client: bigquery.Client) -> BigQueryWarehouse:
+    """The same tables with the Storage Read API unavailable."""
+
+    @contextmanager
+    def connect() -> Iterator[BigQueryClients]:
+        yield BigQueryClients(rest=rest_client, storage=None)
+
+    return BigQueryWarehouse(connect, rest_client.project, warehouse.dataset)
+
+
+def test_a_written_partition_reads_back_with_its_types(warehouse: BigQueryWarehouse) -> None:
+    written = rows(JANUARY, count=5)
+
+    assert warehouse.replace_partition(TABLE, JANUARY, written) == 5
+
+    read = warehouse.read_partition(TABLE, JANUARY)
+    expected = written.astype({"month": "datetime64[us]", "scored_at": "datetime64[us, UTC]"})
+    pd.testing.assert_frame_equal(read, expected)
+    assert read["note"].isna().sum() == 2
+    assert warehouse.list_partitions(TABLE) == [JANUARY]
+
+
+def test_the_table_is_created_from_the_contract(
+    warehouse: BigQueryWarehouse, rest_client: bigquery.Client
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+
+    table = rest_client.get_table(warehouse.table_id(TABLE))
+
+    assert [(f.name, f.field_type, f.mode) for f in table.schema] == [
+        ("id", "STRING", "REQUIRED"),
+        ("market", "STRING", "REQUIRED"),
+        ("month", "DATE", "REQUIRED"),
+        ("score", "FLOAT", "REQUIRED"),
+        ("note", "STRING", "NULLABLE"),
+        ("version", "INTEGER", "REQUIRED"),
+        ("scored_at", "TIMESTAMP", "REQUIRED"),
+    ]
+    assert table.time_partitioning.type_ == "MONTH"
+    assert table.time_partitioning.field == "month"
+    assert table.clustering_fields == ["market"]
+
+
+def test_a_rewrite_replaces_the_partition_and_keeps_the_others(
+    warehouse: BigQueryWarehouse,
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=4, version=1))
+    warehouse.replace_partition(TABLE, FEBRUARY, rows(FEBRUARY, count=2, version=1))
+
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=3, version=2))
+
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert sorted(january["id"]) == ["k0", "k1", "k2"]
+    assert set(january["version"]) == {2}
+    assert len(warehouse.read_partition(TABLE, FEBRUARY)) == 2
+    assert warehouse.list_partitions(TABLE) == [JANUARY, FEBRUARY]
+
+
+def test_a_failure_between_staging_and_swap_keeps_the_old_rows(
+    warehouse: BigQueryWarehouse, rest_client: bigquery.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=1))
+
+    def broken_swap(*args: object) -> None:
+        raise google_errors.InternalServerError("injected: the swap never ran")
+
+    monkeypatch.setattr(BigQueryWarehouse, "_swap", broken_swap)
+    with pytest.raises(WarehouseError, match="old rows kept: injected"):
+        warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=2))
+
+    assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {1}
+    dataset = warehouse.table_id(TABLE).rsplit(".", 1)[0]
+    assert [t.table_id for t in rest_client.list_tables(dataset)] == [TABLE.name]
+
+
+def test_a_failing_swap_statement_rolls_back(
+    warehouse: BigQueryWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=1))
+    # The DELETE runs, then the INSERT reads a table that is not there: the transaction must
+    # undo the DELETE.
+    monkeypatch.setattr(
+        "coverage_serving.warehouse.bigquery.replace_partition_sql",
+        lambda target, staging, columns: replace_partition_sql(target, f"{staging}_gone", columns),
+    )
+
+    with pytest.raises(WarehouseError, match="old rows kept"):
+        warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=2))
+
+    assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {1}
+
+
+def test_an_empty_input_keeps_the_old_rows(warehouse: BigQueryWarehouse) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+
+    with pytest.raises(EmptyPartitionError, match="old rows are kept"):
+        warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY).iloc[0:0])
+
+    assert len(warehouse.read_partition(TABLE, JANUARY)) == 3
+
+
+def test_storage_read_and_rest_give_the_same_frame(
+    warehouse: BigQueryWarehouse, rest_client: bigquery.Client
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=2000))
+
+    by_storage = warehouse.read_partition(TABLE, JANUARY)
+    by_rest = rest_only(warehouse, rest_client).read_partition(TABLE, JANUARY)
+
+    pd.testing.assert_frame_equal(
+        by_storage.sort_values("id", ignore_index=True),
+        by_rest.sort_values("id", ignore_index=True),
+    )
+
+
+def test_a_missing_table_reads_as_an_error_and_lists_no_partitions(
+    warehouse: BigQueryWarehouse,
+) -> None:
+    assert warehouse.list_partitions(TABLE) == []
+    with pytest.raises(WarehouseError, match=r"test-project\.test_\w+_serving\.scores does not"):
+        warehouse.read_partition(TABLE, JANUARY)
+
+
+def test_partition_sql_compares_dates_with_a_bound_date() -> None:
+    assert select_partition_sql("p.d.t", ["id", "month"]) == (
+        "SELECT `id`, `month` FROM `p.d.t` WHERE market = @market AND month = @month"
+    )
+    assert replace_partition_sql("p.d.t", "p.d.t__staging", ["id", "month"]) == (
+        "BEGIN TRANSACTION;\n"
+        "DELETE FROM `p.d.t` WHERE market = @market AND month = @month;\n"
+        "INSERT INTO `p.d.t` (`id`, `month`) SELECT `id`, `month` FROM `p.d.t__staging`;\n"
+        "COMMIT TRANSACTION;"
+    )
+
+
+def test_partition_values_are_bound_as_string_and_date() -> None:
+    parameters = partition_parameters(JANUARY).query_parameters
+    assert [(p.name, p.type_, p.value) for p in parameters] == [
+        ("market", "STRING", "IN"),
+        ("month", "DATE", JANUARY.month),
+    ]
+
+
+def test_bigquery_needs_its_project_and_dataset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("COVERAGE_SERVING_WAREHOUSE", "bigquery")
+    monkeypatch.delenv("BIGQUERY_PROJECT", raising=False)
+
+    with pytest.raises(ValueError, match="needs BIGQUERY_PROJECT to be set"):
+        warehouse_for_deployment(LocalState(tmp_path))
