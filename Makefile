@@ -35,6 +35,10 @@ emulator: $(EMULATOR_INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/coverage-serving demo
 
+# The same main job with sources and predictions in a BigQuery emulator started for the run.
+demo-bigquery: $(INSTALLED) $(EMULATOR_INSTALLED)
+	$(BIN)/coverage-serving demo-bigquery
+
 test: $(INSTALLED) $(EMULATOR_INSTALLED) lint
 	$(BIN)/pytest
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from coverage_serving.config import ConfigError, ServingConfig, load_serving_config
-from coverage_serving.definitions import build_definitions
+from coverage_serving.definitions import build_definitions, warehouse_for_deployment
+from coverage_serving.demo.emulator import running_emulator
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.demo.runner import (
     describe_predictions,
@@ -21,7 +21,9 @@ from coverage_serving.demo.runner import (
 )
 from coverage_serving.errors import ServingError
 from coverage_serving.settings import REPO_ROOT, LocalState
-from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
+from coverage_serving.warehouse import Warehouse
+
+BIGQUERY_DEMO_DATASET = "coverage"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo",
         help="create missing demo data and models, score every partition, print the tables",
+    )
+    commands.add_parser(
+        "demo-bigquery",
+        help="the demo with sources and predictions in a local BigQuery emulator",
     )
     commands.add_parser("demo-data", help="create the missing partitions of the demo sources")
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon and the MLflow UI")
@@ -54,15 +60,26 @@ def main(argv: list[str] | None = None) -> int:
             return train(config, state, args.model, args.alias)
         if args.command == "dev":
             return dev(state, args.dagster_port, args.mlflow_port)
-        warehouse = DuckDBWarehouse(
-            DuckDBResource(database=str(state.warehouse_path)).get_connection
-        )
-        written = write_demo_sources(warehouse, config)
-        print(f"demo sources: {written} partition(s) generated")
-        return demo(config, state, warehouse) if args.command == "demo" else 0
+        if args.command == "demo-bigquery":
+            with running_emulator(state.home / "bigquery") as emulator:
+                os.environ.update(emulator.environment(BIGQUERY_DEMO_DATASET))
+                print(
+                    f"BigQuery emulator on {emulator.api_endpoint}, dataset prefix "
+                    f"{BIGQUERY_DEMO_DATASET!r}"
+                )
+                return demo_on_warehouse(config, state, "demo")
+        return demo_on_warehouse(config, state, args.command)
     except (ConfigError, ServingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) -> int:
+    """Fill in the demo sources of the deployment's warehouse; for `demo`, score them too."""
+    warehouse = warehouse_for_deployment(state).open()
+    written = write_demo_sources(warehouse, config)
+    print(f"demo sources: {written} partition(s) generated")
+    return demo(config, state, warehouse) if command == "demo" else 0
 
 
 def train(config: ServingConfig, state: LocalState, name: str, alias: str | None) -> int:

@@ -3,11 +3,8 @@ warehouse with demo sources and a real sqlite MLflow registry with both demo mod
 BigQuery emulator."""
 
 import shutil
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -16,16 +13,15 @@ from dagster_duckdb import DuckDBResource
 
 from coverage_serving.config import ServingConfig, load_serving_config
 from coverage_serving.definitions import build_definitions
+from coverage_serving.demo.emulator import EMULATOR, Emulator, running_emulator
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.demo.runner import write_demo_sources
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
-from coverage_serving_tests.processes import answers, free_port, stop, wait_for
 
 CONFIGS = Path(__file__).parent / "configs"
 SMALL_CONFIG = CONFIGS / "serving_small.yaml"
 SMALL_ROWS = {"stores": 300, "grid_cells": 400}
-EMULATOR = Path(__file__).parents[1] / ".venv-bigquery" / "bin" / "local-bigquery"
 
 
 @pytest.fixture(scope="session")
@@ -74,57 +70,19 @@ def _warehouse(state: LocalState) -> DuckDBWarehouse:
     return DuckDBWarehouse(DuckDBResource(database=str(state.warehouse_path)).get_connection)
 
 
-@dataclass(frozen=True)
-class BigQueryEmulator:
-    project: str
-    api_endpoint: str
-    storage_endpoint: str
-
-
 @pytest.fixture(scope="session")
-def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """local-bigquery (REST and Storage Read) on free ports with its own data directory."""
     if not EMULATOR.exists():
         pytest.fail(f"{EMULATOR} is missing: `make test` (or `make emulator`) installs it")
-    port, grpc_port = free_port(), free_port()
-    data = tmp_path_factory.mktemp("bigquery")
-    with (data / "emulator.log").open("w") as log:
-        server = subprocess.Popen(
-            [
-                *(EMULATOR, "serve", "--host", "127.0.0.1", "--port", str(port)),
-                *("--grpc-port", str(grpc_port), "--project", "test-project"),
-                *("--data-dir", str(data / "store")),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        emulator = BigQueryEmulator(
-            "test-project", f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
-        )
-        datasets = f"{emulator.api_endpoint}/bigquery/v2/projects/{emulator.project}/datasets"
-        try:
-            wait_for(
-                f"the BigQuery emulator (log: {log.name})",
-                lambda: answers(datasets),
-                timeout=60,
-                every=0.2,
-            )
-            yield emulator
-        finally:
-            stop(server, signal.SIGTERM, timeout=10)
+    with running_emulator(tmp_path_factory.mktemp("bigquery")) as emulator:
+        yield emulator
 
 
 @pytest.fixture
-def bigquery_env(bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+def bigquery_env(bigquery_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """Select the BigQuery warehouse on the emulator, in a dataset of this test's own."""
     dataset = f"test_{uuid.uuid4().hex[:10]}"
-    for variable, value in {
-        "COVERAGE_SERVING_WAREHOUSE": "bigquery",
-        "BIGQUERY_PROJECT": bigquery_emulator.project,
-        "BIGQUERY_DATASET": dataset,
-        "BIGQUERY_API_ENDPOINT": bigquery_emulator.api_endpoint,
-        "BIGQUERY_STORAGE_ENDPOINT": bigquery_emulator.storage_endpoint,
-    }.items():
+    for variable, value in bigquery_emulator.environment(dataset).items():
         monkeypatch.setenv(variable, value)
     return dataset

@@ -12,6 +12,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from coverage_serving.definitions import warehouse_for_deployment
+from coverage_serving.demo.emulator import Emulator
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse.bigquery import (
@@ -21,7 +22,6 @@ from coverage_serving.warehouse.bigquery import (
     replace_partition_sql,
     select_partition_sql,
 )
-from coverage_serving_tests.conftest import BigQueryEmulator
 from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def warehouse(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
 
 
 @pytest.fixture
-def rest_client(bigquery_emulator: BigQueryEmulator) -> bigquery.Client:
+def rest_client(bigquery_emulator: Emulator) -> bigquery.Client:
     return bigquery.Client(
         project=bigquery_emulator.project,
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
@@ -162,7 +162,7 @@ def test_a_missing_table_reads_as_an_error_and_lists_no_partitions(
     warehouse: BigQueryWarehouse,
 ) -> None:
     assert warehouse.list_partitions(TABLE) == []
-    with pytest.raises(WarehouseError, match=r"test-project\.test_\w+_serving\.scores does not"):
+    with pytest.raises(WarehouseError, match=r"local-project\.test_\w+_serving\.scores does not"):
         warehouse.read_partition(TABLE, JANUARY)
 
 
