@@ -46,6 +46,8 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         # A backfill of many partitions is one run: one process start, not one per partition.
         backfill_policy=dg.BackfillPolicy.single_run(),
+        # Runs writing one table take turns where the instance limits pools (docs/deploying.md).
+        pool=features_key.to_user_string(),
         group_name=model.name,
         description=f"Feature snapshot of {model.name!r}, checked against its input contract.",
         metadata=_table_metadata(input_schema(model), features_table(model).qualified_name),
@@ -69,6 +71,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         deps=[features],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=predictions_key.to_user_string(),
         # Each partition is recorded as it is swapped in (below), so a run that fails on one
         # partition still shows which others it rescored.
         output_required=False,
