@@ -19,6 +19,7 @@ from coverage_serving.defs.resources import (
 )
 from coverage_serving.defs.schedules import build_refresh_schedule
 from coverage_serving.defs.sensors import build_registry_sensor
+from coverage_serving.registry import TRACKING_URI_VAR
 from coverage_serving.settings import LocalState
 
 WAREHOUSE_VAR = "COVERAGE_SERVING_WAREHOUSE"
@@ -28,10 +29,21 @@ def resources_for_deployment(config: ServingConfig, state: LocalState) -> dict[s
     return {
         "warehouse": warehouse_for_deployment(state),
         "registry": RegistryResource(
-            tracking_uri=state.tracking_uri,
+            tracking_uri=_tracking_uri(state),
             allow_pickled_models=config.registry.allow_pickled_models,
+            request_retries=config.registry.request_retries,
+            request_backoff_seconds=config.registry.request_backoff_seconds,
+            request_timeout_seconds=config.registry.request_timeout_seconds,
         ),
     }
+
+
+def _tracking_uri(state: LocalState) -> str:
+    # A tracking URI may carry a password: from the environment it stays an EnvVar, which
+    # Dagster resolves at run time and never shows in the UI or stores in run snapshots.
+    if os.environ.get(TRACKING_URI_VAR):
+        return dg.EnvVar(TRACKING_URI_VAR)  # type: ignore[return-value]
+    return state.tracking_uri
 
 
 def warehouse_for_deployment(state: LocalState) -> WarehouseResource:

@@ -1,5 +1,6 @@
 """One partition of a feature or prediction table: a market and a month."""
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -7,6 +8,8 @@ from coverage_serving.errors import ServingError
 
 # Dagster joins multi-partition dimensions in name order: market, then month.
 KEY_SEPARATOR = "|"
+# A market code: what the config accepts and what a partition key may carry.
+MARKET_CODE = re.compile(r"[A-Za-z0-9_\-]{1,16}")
 
 
 @dataclass(frozen=True, order=True)
@@ -28,7 +31,7 @@ class Partition:
             parsed = date.fromisoformat(month)
         except ValueError:
             parsed = None
-        if not sep or not market or parsed is None or parsed.day != 1:
+        if not sep or not MARKET_CODE.fullmatch(market) or parsed is None or parsed.day != 1:
             raise ServingError(
                 f"partition key {key!r} is not of the form MARKET|YYYY-MM-01 (e.g. IN|2026-01-01)"
             )

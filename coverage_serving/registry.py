@@ -19,9 +19,29 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
 
 PICKLE_TRUST_VAR = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+RETRIES_VAR = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+BACKOFF_VAR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+TIMEOUT_VAR = "MLFLOW_HTTP_REQUEST_TIMEOUT"
 TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How long to insist on a registry server that does not answer: `retries` after the
+    first attempt, waiting backoff x 2^n between them, each request at most `timeout`."""
+
+    retries: int = 3
+    backoff_seconds: int = 1  # MLflow takes whole seconds
+    timeout_seconds: int = 10
+
+    def environment(self) -> dict[str, str]:
+        return {
+            RETRIES_VAR: str(self.retries),
+            BACKOFF_VAR: str(self.backoff_seconds),
+            TIMEOUT_VAR: str(self.timeout_seconds),
+        }
 
 
 @dataclass(frozen=True)
@@ -77,9 +97,15 @@ def _quoted(name: str) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, tracking_uri: str, allow_pickled_models: bool) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        allow_pickled_models: bool,
+        requests: RequestPolicy = RequestPolicy(),
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.allow_pickled_models = allow_pickled_models
+        self.requests = requests
         self._client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def resolve(self, name: str, alias: str) -> ModelVersionRef:
@@ -135,7 +161,10 @@ class ModelRegistry:
 
     def signature(self, ref: ModelVersionRef) -> dict[str, str] | None:
         """The version's signature input types, read from its MLmodel file without loading it."""
-        with tempfile.TemporaryDirectory(prefix="coverage-serving-mlmodel-") as scratch:
+        with (
+            tempfile.TemporaryDirectory(prefix="coverage-serving-mlmodel-") as scratch,
+            _environment(self.requests.environment()),
+        ):
             try:
                 location = self._client.get_model_version_download_uri(ref.name, str(ref.version))
                 path = mlflow.artifacts.download_artifacts(
@@ -153,7 +182,8 @@ class ModelRegistry:
     def _ask(self, name: str, what: str, call: Callable[[], T]) -> T:
         """Call the registry, turning its failures into RegistryErrors a user can act on."""
         try:
-            return call()
+            with _environment(self.requests.environment()):
+                return call()
         except MlflowException as err:
             # MLflow answers RESOURCE_DOES_NOT_EXIST or INVALID_PARAMETER_VALUE depending on
             # whether the model exists; both mean "no such thing" to a user. Any other code
@@ -169,8 +199,9 @@ class ModelRegistry:
 
     def _unanswered(self, name: str, err: Exception) -> RegistryUnavailableError:
         return RegistryUnavailableError(
-            f"model {name!r}: registry {redact(self.tracking_uri)} did not answer: "
-            f"{redact(str(err))}"
+            f"model {name!r}: registry {redact(self.tracking_uri)} did not answer "
+            f"(retried {self.requests.retries} time(s), timeout "
+            f"{self.requests.timeout_seconds}s per request): {redact(str(err))}"
         )
 
     def load(self, ref: ModelVersionRef) -> LoadedModel:
@@ -187,16 +218,22 @@ class ModelRegistry:
             try:
                 # Ask this registry where the artifacts are: mlflow.artifacts resolves
                 # models:/ URIs against the process-global registry, not ours.
-                location = self._client.get_model_version_download_uri(ref.name, str(ref.version))
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=location, dst_path=scratch, tracking_uri=self.tracking_uri
-                )
+                with _environment(self.requests.environment()):
+                    location = self._client.get_model_version_download_uri(
+                        ref.name, str(ref.version)
+                    )
+                    local = mlflow.artifacts.download_artifacts(
+                        artifact_uri=location, dst_path=scratch, tracking_uri=self.tracking_uri
+                    )
             except Exception as err:
                 raise ModelLoadError(
                     f"{where}: artifacts cannot be downloaded: {redact(str(err))}"
                 ) from None
             try:
-                with _pickle_trust(self.allow_pickled_models):
+                # mlflow.pyfunc.load_model reads the pickle trust switch only from the
+                # environment: set it from the config's explicit decision for this load.
+                trust = "true" if self.allow_pickled_models else "false"
+                with _environment({PICKLE_TRUST_VAR: trust}):
                     return mlflow.pyfunc.load_model(local)
             except Exception as err:
                 hint = (
@@ -214,18 +251,20 @@ _CACHE_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pickle_trust(allowed: bool) -> Iterator[None]:
-    # mlflow.pyfunc.load_model reads the pickle trust switch only from the environment; set it
-    # from the config's explicit decision for the duration of one load.
-    previous = os.environ.get(PICKLE_TRUST_VAR)
-    os.environ[PICKLE_TRUST_VAR] = "true" if allowed else "false"
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """MLflow settings for one block. MLflow reads its HTTP retry/timeout and pickle-trust
+    settings only from environment variables (per request), so that is where they go; the
+    previous values come back afterwards."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            del os.environ[PICKLE_TRUST_VAR]
-        else:
-            os.environ[PICKLE_TRUST_VAR] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager

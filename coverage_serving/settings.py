@@ -8,6 +8,18 @@ HOME_VAR = "COVERAGE_SERVING_HOME"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+LOCAL_INSTANCE_CONFIG = """\
+# Written by coverage_serving for its local state; edit freely, it is not overwritten.
+telemetry:
+  enabled: false  # no network here but the package registries: telemetry would time out
+concurrency:
+  pools:
+    # Every feature and prediction asset is in a pool named after it: one run at a time
+    # writes a given table; runs writing different tables go in parallel.
+    default_limit: 1
+"""
+
+
 @dataclass(frozen=True)
 class LocalState:
     home: Path
@@ -38,5 +50,4 @@ class LocalState:
             directory.mkdir(parents=True, exist_ok=True)
         instance_config = self.dagster_home / "dagster.yaml"
         if not instance_config.exists():
-            # No network but the package registries here: telemetry would only time out.
-            instance_config.write_text("telemetry:\n  enabled: false\n")
+            instance_config.write_text(LOCAL_INSTANCE_CONFIG)

@@ -4,6 +4,7 @@ credentials), so they are at least loaded and validated against the real config 
 import importlib
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from dagster._config import validate_config  # no public API validates an instance file
 from dagster._core.instance.config import dagster_instance_config
@@ -49,4 +50,6 @@ def test_the_example_environment_selects_bigquery_without_an_emulator(
     assert warehouse.bigquery.project == "retail-coverage-prod"
     assert warehouse.bigquery.location == "EU"
     assert warehouse.bigquery.api_endpoint is None and warehouse.storage_endpoint is None
-    assert resources["registry"].tracking_uri == "https://mlflow.internal.example.com"  # type: ignore[attr-defined]
+    tracking_uri = resources["registry"].tracking_uri  # type: ignore[attr-defined]
+    assert isinstance(tracking_uri, dg.EnvVar)  # resolved at run time, never shown in the UI
+    assert tracking_uri.get_value() == "https://mlflow.internal.example.com"

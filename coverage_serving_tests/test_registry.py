@@ -1,14 +1,21 @@
 """The registry adapter against a real sqlite MLflow registry holding both demo models."""
 
+import os
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from coverage_serving.config import ServingConfig
 from coverage_serving.demo.models import train_demo_model
-from coverage_serving.errors import ModelLoadError, RegistryError
-from coverage_serving.registry import ModelRegistry, redact
+from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
+from coverage_serving.registry import ModelRegistry, RequestPolicy, redact
 from coverage_serving.settings import LocalState
 
 pytestmark = pytest.mark.integration
@@ -32,13 +39,47 @@ def test_an_unknown_alias_or_model_names_both(state: LocalState, name: str, alia
         registry.resolve(name, alias)
 
 
-def test_a_registry_that_does_not_answer_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+def test_a_registry_that_does_not_answer_is_reported() -> None:
     uri = f"http://user:s3cret@127.0.0.1:{_closed_port()}"
-    with pytest.raises(RegistryError, match="did not answer") as raised:
-        ModelRegistry(uri, allow_pickled_models=True).resolve("coverage_grid_model", "champion")
+    registry = ModelRegistry(uri, True, RequestPolicy(retries=0, timeout_seconds=2))
+    with pytest.raises(RegistryUnavailableError, match="did not answer") as raised:
+        registry.resolve("coverage_grid_model", "champion")
     assert "s3cret" not in str(raised.value)
+    assert "***@127.0.0.1" in str(raised.value)
+
+
+def test_a_failing_registry_is_retried_with_backoff_then_reported() -> None:
+    with _unavailable_server() as (uri, hits):
+        registry = ModelRegistry(uri, True, RequestPolicy(retries=2, backoff_seconds=1))
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError, match=r"retried 2 time\(s\)"):
+            registry.versions("coverage_grid_model")
+        elapsed = time.monotonic() - started
+
+    assert len(hits) == 3  # the request and 2 retries, then no more
+    # urllib3 waits 0 s, then backoff x 2 = 2 s (+ MLflow's jitter of up to 1 s each).
+    assert 1.9 <= elapsed < 6, elapsed
+    # The policy is set for the request only; the process's MLflow settings are untouched.
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+
+
+def test_an_alias_to_a_deleted_version_names_the_alias(state: LocalState) -> None:
+    registry = ModelRegistry(state.tracking_uri, allow_pickled_models=True)
+    mlflow.MlflowClient(state.tracking_uri).delete_model_version("coverage_grid_model", "1")
+
+    with pytest.raises(RegistryError, match="alias 'champion' cannot be resolved"):
+        registry.resolve("coverage_grid_model", "champion")
+
+
+def test_a_corrupt_artifact_fails_to_load(tmp_path: Path, small_config: ServingConfig) -> None:
+    own = _own_registry(tmp_path, small_config)
+    registry = ModelRegistry(own.tracking_uri, allow_pickled_models=True)
+    ref = registry.resolve("coverage_grid_model", "champion")
+    [artifact] = own.mlflow_artifacts.rglob("model.lgb")
+    artifact.write_text("this is not a LightGBM model\n")
+
+    with pytest.raises(ModelLoadError, match="version 1: artifact cannot be loaded"):
+        registry.load(ref)
 
 
 def test_a_version_is_loaded_once_per_process(state: LocalState) -> None:
@@ -67,12 +108,7 @@ def test_a_native_lightgbm_model_loads_without_pickle_trust(state: LocalState) -
 
 
 def test_missing_artifacts_fail_to_load(tmp_path: Path, small_config: ServingConfig) -> None:
-    # A registry of its own: the shared one's artifacts serve every other test.
-    own = LocalState(tmp_path / "own")
-    own.create()
-    train_demo_model(
-        small_config.models["grid"], own.tracking_uri, own.mlflow_artifacts, "champion"
-    )
+    own = _own_registry(tmp_path, small_config)
     registry = ModelRegistry(own.tracking_uri, allow_pickled_models=True)
     ref = registry.resolve("coverage_grid_model", "champion")
     [artifact] = own.mlflow_artifacts.rglob("model.lgb")
@@ -90,3 +126,39 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _own_registry(tmp_path: Path, small_config: ServingConfig) -> LocalState:
+    # A registry of its own: the loaded-model cache is per process and registry, and the
+    # shared registry's artifacts serve every other test.
+    own = LocalState(tmp_path / "own")
+    own.create()
+    train_demo_model(
+        small_config.models["grid"], own.tracking_uri, own.mlflow_artifacts, "champion"
+    )
+    return own
+
+
+@contextmanager
+def _unavailable_server() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server that answers every request 503, recording the paths it was asked."""
+    hits: list[str] = []
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_error(503)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()

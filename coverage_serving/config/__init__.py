@@ -4,6 +4,7 @@ from coverage_serving.config.loader import ConfigError, default_config_path, loa
 from coverage_serving.config.schema import (
     ColumnSpec,
     ColumnType,
+    InvalidRows,
     ModelConfig,
     PredictionSpec,
     RegistryConfig,
@@ -14,6 +15,7 @@ __all__ = [
     "ColumnSpec",
     "ColumnType",
     "ConfigError",
+    "InvalidRows",
     "ModelConfig",
     "PredictionSpec",
     "RegistryConfig",

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from coverage_serving.partition import MARKET_CODE
+
 # Columns the platform adds to every prediction row; config columns may not reuse them.
 PARTITION_COLUMNS = ("market", "month")
 LINEAGE_COLUMNS = (
@@ -21,7 +23,6 @@ RESERVED_COLUMNS = frozenset(PARTITION_COLUMNS + LINEAGE_COLUMNS)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
-_MARKET = re.compile(r"[A-Za-z0-9_\-]{1,16}")
 # Five cron fields (minute hour day month weekday); dagster checks the values themselves.
 _CRON = re.compile(r"[0-9A-Za-z*,/\-]+( [0-9A-Za-z*,/\-]+){4}")
 
@@ -42,7 +43,7 @@ def _registry_name(value: str) -> str:
 
 
 def _market_code(value: str) -> str:
-    if not _MARKET.fullmatch(value):
+    if not MARKET_CODE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid market code (letters, digits, '_', '-')")
     return value
 
@@ -79,7 +80,16 @@ class ColumnType(StrEnum):
 class ColumnSpec(_Strict):
     type: ColumnType
     nullable: bool = False
+    # For a categorical string column: the values the model was trained on. A value outside
+    # them is invalid input (a model would score it as if it were none of them).
+    values: list[str] | None = Field(default=None, min_length=1)
     description: str = ""
+
+    @model_validator(mode="after")
+    def _values_only_for_strings(self) -> "ColumnSpec":
+        if self.values is not None and self.type != ColumnType.STRING:
+            raise ValueError(f"'values' lists categories of a string column, not of {self.type}")
+        return self
 
 
 class PredictionSpec(_Strict):
@@ -98,6 +108,17 @@ class RegistryConfig(_Strict):
     # Loading a pickled (or skops) model runs code from the artifact: serving such models is a
     # trust decision about the registry, made here explicitly rather than by a default.
     allow_pickled_models: bool = False
+    # A registry server that does not answer: retries with exponential backoff, each request
+    # bounded by the timeout, then a clear failure (MLflow's own defaults wait minutes).
+    request_retries: int = Field(default=3, ge=0, le=10)
+    request_backoff_seconds: int = Field(default=1, ge=0, le=30)  # MLflow takes whole seconds
+    # 4 attempts of 10 s and their backoff stay under the 60 s a sensor tick may take.
+    request_timeout_seconds: int = Field(default=10, ge=1, le=600)
+
+
+class InvalidRows(StrEnum):
+    FAIL = "fail"  # any invalid feature row fails the partition; nothing is written
+    QUARANTINE = "quarantine"  # score the valid rows, write the invalid ones to <output>_rejected
 
 
 class AutomationConfig(_Strict):
@@ -121,6 +142,9 @@ class ModelConfig(_Strict):
     first_month: Month
     last_month: Month | None = None
     chunk_rows: int = Field(default=100_000, gt=0)
+    invalid_rows: InvalidRows = InvalidRows.FAIL
+    # With quarantine: the partition still fails when more than this share of rows is invalid.
+    max_rejected_fraction: float = Field(default=0.01, ge=0, le=1)
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "ModelConfig":
@@ -163,6 +187,10 @@ class ModelConfig(_Strict):
     @property
     def features_table(self) -> str:
         return f"{self.name}_features"
+
+    @property
+    def rejected_table(self) -> str:
+        return f"{self.output_table}_rejected"
 
 
 class ServingConfig(_Strict):

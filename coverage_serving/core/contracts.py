@@ -77,9 +77,51 @@ class ContractViolation(ServingError):
         }
 
 
+class TooManyRejectedRows(ServingError):
+    """Under the quarantine policy, more of the partition failed its contract than allowed."""
+
+    contract = "input"
+
+    def __init__(
+        self, model: ModelConfig, partition: Partition, screened: "Screened", rejected_table: str
+    ) -> None:
+        self.model = model.name
+        self.partition = partition
+        self.screened = screened
+        self.max_fraction = model.max_rejected_fraction
+        keys = screened.rejected[model.key_columns].astype(str).drop_duplicates()
+        self.sample_keys = ["/".join(row) for row in keys.head(SAMPLE_SIZE).itertuples(index=False)]
+        reasons = "; ".join(sorted(set(screened.rejected["reason"]))[:SAMPLE_SIZE])
+        super().__init__(
+            f"input contract failed for model {model.name!r}, partition {partition}: "
+            f"{screened.rejected_rows} of {screened.input_rows} row(s) invalid "
+            f"({screened.rejected_fraction:.1%}), more than max_rejected_fraction "
+            f"{self.max_fraction:.1%}; nothing was written to the feature table or "
+            f"{rejected_table} (sample keys: {', '.join(self.sample_keys)}; reasons: {reasons})"
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **super().metadata(),
+            "model": self.model,
+            "partition": self.partition.key,
+            "contract": "input",
+            "rejected_rows": self.screened.rejected_rows,
+            "input_rows": self.screened.input_rows,
+            "rejected_fraction": self.screened.rejected_fraction,
+            "max_rejected_fraction": self.max_fraction,
+            "sample_keys": self.sample_keys,
+        }
+
+
 def input_schema(model: ModelConfig, partition: Partition | None = None) -> pa.DataFrameSchema:
+    categories = {
+        name: [pa.Check.isin(spec.values)]
+        for name, spec in model.features.items()
+        if spec.values is not None
+    }
     return _schema(
-        features_table(model), model.key_columns, partition, {"contract": "input"}, checks={}
+        features_table(model), model.key_columns, partition, {"contract": "input"}, categories
     )
 
 
@@ -140,11 +182,64 @@ def enforce_input_contract(
     model: ModelConfig, partition: Partition, frame: pd.DataFrame
 ) -> pd.DataFrame:
     """The partition's feature rows, typed as the config says, or ContractViolation."""
+    _require_rows(model, partition, frame)
+    return _validate(input_schema(model, partition), model, partition, _widened(model, frame))
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A partition split by the input contract under the quarantine policy."""
+
+    valid: pd.DataFrame
+    # One row per failed check: the row's keys, the failed column and the reason.
+    rejected: pd.DataFrame
+    rejected_rows: int  # distinct input rows among them
+    input_rows: int
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.rejected_rows / self.input_rows
+
+
+def screen_input(model: ModelConfig, partition: Partition, frame: pd.DataFrame) -> Screened:
+    """The rows that pass the input contract and why the others did not. A failure that is
+    not about rows (a missing column, a column of the wrong type) still fails the partition."""
+    _require_rows(model, partition, frame)
+    frame = _widened(model, frame)
+    schema = input_schema(model, partition)
+    try:
+        valid = schema.validate(frame, lazy=True)
+        no_failures = pd.DataFrame(columns=["index", "column", "check", "failure_case"])
+        return Screened(valid, _rejections(model, frame, no_failures), 0, len(frame))
+    except SchemaErrors as err:
+        cases = err.failure_cases
+    if cases["index"].isna().any():
+        raise _violation(schema, model, partition, frame, cases)
+    bad = cases["index"].unique()
+    valid = schema.validate(frame.drop(index=bad), lazy=True)
+    return Screened(valid, _rejections(model, frame, cases), len(bad), len(frame))
+
+
+def _rejections(model: ModelConfig, frame: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
+    rows = frame.loc[cases["index"].to_numpy(), model.key_columns].reset_index(drop=True)
+    return rows.assign(
+        failed_column=cases["column"].astype("object").to_numpy(),
+        reason=[
+            f"{check}: {case!r}"
+            for check, case in zip(cases["check"], cases["failure_case"], strict=True)
+        ],
+    )
+
+
+def _require_rows(model: ModelConfig, partition: Partition, frame: pd.DataFrame) -> None:
     if frame.empty:
         raise EmptyPartitionError(
             f"model {model.name!r}, partition {partition}: the source table "
             f"{model.source_table!r} has no rows for this partition; nothing was written"
         )
+
+
+def _widened(model: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
     # Numbers widen to float64, which is what the signature wants; every other type
     # difference (e.g. text in a numeric column) is a violation, not a conversion.
     widen = {
@@ -155,7 +250,7 @@ def enforce_input_contract(
         and pd.api.types.is_numeric_dtype(frame[name])
         and not pd.api.types.is_bool_dtype(frame[name])
     }
-    return _validate(input_schema(model, partition), model, partition, frame.astype(widen))
+    return frame.astype(widen)
 
 
 def enforce_output_contract(
@@ -191,14 +286,23 @@ def _validate(
     try:
         return schema.validate(frame, lazy=True)
     except SchemaErrors as err:
-        cases = err.failure_cases
-        violations = _violations(cases, frame, model.key_columns)
-        # Distinct rows: a row failing two checks is one failed row. Table-level failures
-        # (e.g. a missing column) have no row index and count as one.
-        failed_rows = max(cases["index"].dropna().nunique(), 1)
-        raise ContractViolation(
-            model.name, partition, schema.metadata["contract"], violations, failed_rows
-        ) from None
+        raise _violation(schema, model, partition, frame, err.failure_cases) from None
+
+
+def _violation(
+    schema: pa.DataFrameSchema,
+    model: ModelConfig,
+    partition: Partition,
+    frame: pd.DataFrame,
+    cases: pd.DataFrame,
+) -> ContractViolation:
+    violations = _violations(cases, frame, model.key_columns)
+    # Distinct rows: a row failing two checks is one failed row. Table-level failures
+    # (e.g. a missing column) have no row index and count as one.
+    failed_rows = max(cases["index"].dropna().nunique(), 1)
+    return ContractViolation(
+        model.name, partition, schema.metadata["contract"], violations, failed_rows
+    )
 
 
 def _violations(cases: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> list[Violation]:

@@ -1,4 +1,5 @@
-"""The three tables of a model, derived from its config: source, feature snapshot, predictions."""
+"""The tables of a model, derived from its config: source, feature snapshot, predictions, and
+the quarantine of rejected input rows."""
 
 from coverage_serving.config import ColumnSpec, ModelConfig
 from coverage_serving.warehouse import Column, TableSpec
@@ -40,4 +41,20 @@ def predictions_table(model: ModelConfig) -> TableSpec:
         PREDICTIONS_SCHEMA,
         model.output_table,
         _columns(model.keys) + PARTITION_COLUMNS + predictions + LINEAGE_COLUMNS,
+    )
+
+
+def rejected_table(model: ModelConfig) -> TableSpec:
+    """Input rows the quarantine policy kept out of scoring: one row per failed check."""
+    keys = tuple(Column(name, spec.type.value, nullable=True) for name, spec in model.keys.items())
+    return TableSpec(
+        PREDICTIONS_SCHEMA,
+        model.rejected_table,
+        keys
+        + PARTITION_COLUMNS
+        + (
+            Column("failed_column", "string", nullable=True),
+            Column("reason", "string"),
+            Column("dagster_run_id", "string"),
+        ),
     )

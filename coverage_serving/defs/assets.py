@@ -9,15 +9,16 @@ import dagster as dg
 import pandera.pandas as pa
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from coverage_serving.config import ModelConfig
+from coverage_serving.config import InvalidRows, ModelConfig
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
 from coverage_serving.core.contracts import (
     ContractViolation,
+    TooManyRejectedRows,
     check_signature,
     input_schema,
     output_schema,
 )
-from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tables import features_table, predictions_table, rejected_table
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
 from coverage_serving.defs.partitions import model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
@@ -29,6 +30,7 @@ from coverage_serving.registry import LoadedModel, ModelRegistry, redact
 INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
 SERVABLE_CHECK = "servable"
+REJECTED_CHECK = "rejected_rows"
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -40,6 +42,7 @@ warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
 def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     partitions = model_partitions(model)
     features_key, predictions_key = features_asset_key(model), predictions_asset_key(model)
+    quarantine = model.invalid_rows == InvalidRows.QUARANTINE
 
     @dg.asset(
         key=features_key,
@@ -51,19 +54,25 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         group_name=model.name,
         description=f"Feature snapshot of {model.name!r}, checked against its input contract.",
         metadata=_table_metadata(input_schema(model), features_table(model).qualified_name),
-        check_specs=[dg.AssetCheckSpec(INPUT_CHECK, asset=features_key)],
+        check_specs=[
+            dg.AssetCheckSpec(INPUT_CHECK, asset=features_key),
+            *([_rejected_rows_spec(model, features_key)] if quarantine else []),
+        ],
     )
     def features(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[AssetEvent]:
         store = warehouse.open()
         outcome = _serve_each(
-            _run_partitions(context), lambda partition: refresh_features(store, model, partition)
+            _run_partitions(context),
+            lambda partition: refresh_features(store, model, partition, context.run_id),
         )
         # Features must yield their output, or dagster skips the predictions of the same run;
         # so one materialisation covers the run's partitions, with each one's rows in it.
         if not outcome.failed:
             yield dg.MaterializeResult(metadata=_run_metadata(outcome.done))
+        if quarantine:
+            yield _rejected_rows_check(model, outcome)
         yield from _report(INPUT_CHECK, outcome)
 
     @dg.asset(
@@ -91,7 +100,8 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         # Loaded once for all partitions of the run, so every row of the run is scored by this
         # one version. A run requested for a version (e.g. by the registry sensor) keeps it
         # even if the alias has moved on since.
-        loaded = _load_served_model(registry.open(), model, context.run.tags)
+        partitions = _run_partitions(context)
+        loaded = _load_served_model(registry.open(), model, context.run.tags, partitions)
         batch = BatchRun(model.name, loaded.ref, context.run_id)
         store = warehouse.open()
 
@@ -106,7 +116,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
             )
             return result
 
-        outcome = _serve_each(_run_partitions(context), score)
+        outcome = _serve_each(partitions, score)
         batch.scored, batch.failed = outcome.done, list(outcome.failed)
         _track(context, registry.tracking_uri, batch)
         yield from _report(OUTPUT_CHECK, outcome)
@@ -182,7 +192,10 @@ def _run_partitions(context: dg.AssetExecutionContext) -> list[Partition]:
 
 
 def _load_served_model(
-    models: ModelRegistry, model: ModelConfig, run_tags: Mapping[str, str]
+    models: ModelRegistry,
+    model: ModelConfig,
+    run_tags: Mapping[str, str],
+    partitions: list[Partition],
 ) -> LoadedModel:
     try:
         ref = (
@@ -196,7 +209,11 @@ def _load_served_model(
         )
         return models.load(ref)
     except ServingError as err:
-        raise dg.Failure(description=str(err), metadata=err.metadata()) from err
+        keys = ", ".join(partition.key for partition in partitions)
+        raise dg.Failure(
+            description=f"model {model.name!r}, partition(s) {keys}: nothing was scored: {err}",
+            metadata={**err.metadata(), "model": model.name, "partitions": keys},
+        ) from err
 
 
 def _track(context: dg.AssetExecutionContext, tracking_uri: str, batch: BatchRun) -> None:
@@ -225,12 +242,50 @@ def _serve_each(partitions: list[Partition], step: Callable[[Partition], StepRes
     return outcome
 
 
+def _rejected_rows_spec(model: ModelConfig, asset: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        REJECTED_CHECK,
+        asset=asset,
+        description=(
+            f"Invalid input rows quarantined in {rejected_table(model).qualified_name}; fails "
+            f"when a partition has more than {model.max_rejected_fraction:.1%} of them."
+        ),
+    )
+
+
+def _rejected_rows_check(model: ModelConfig, outcome: _Outcome) -> dg.AssetCheckResult:
+    too_many = {
+        partition: err
+        for partition, err in outcome.failed.items()
+        if isinstance(err, TooManyRejectedRows)
+    }
+    rejected = {
+        partition.key: result.details["rejected_rows"] for partition, result in outcome.done.items()
+    } | {partition.key: err.screened.rejected_rows for partition, err in too_many.items()}
+    return dg.AssetCheckResult(
+        check_name=REJECTED_CHECK,
+        passed=not too_many,
+        metadata={
+            "rejected_rows": sum(rejected.values()),
+            "rejected_by_partition": dg.MetadataValue.json(rejected),
+            "max_rejected_fraction": model.max_rejected_fraction,
+            "rejected_table": rejected_table(model).qualified_name,
+            **(
+                {"over_limit": ", ".join(partition.key for partition in too_many)}
+                if too_many
+                else {}
+            ),
+        },
+    )
+
+
 def _report(check: str, outcome: _Outcome) -> Iterator[dg.AssetCheckResult]:
     """Report the run's contract check, then fail the run naming every partition that failed."""
     violations = {
         partition: err
         for partition, err in outcome.failed.items()
-        if isinstance(err, ContractViolation) and check.startswith(err.contract)
+        if isinstance(err, ContractViolation | TooManyRejectedRows)
+        and check.startswith(err.contract)
     }
     yield dg.AssetCheckResult(
         check_name=check,
@@ -242,14 +297,21 @@ def _report(check: str, outcome: _Outcome) -> Iterator[dg.AssetCheckResult]:
     )
     if outcome.failed:
         raise dg.Failure(
-            description="; ".join(str(err) for err in outcome.failed.values()),
+            description="; ".join(_naming_partition(p, err) for p, err in outcome.failed.items()),
             metadata=_failure_metadata(outcome.failed),
         )
 
 
+def _naming_partition(partition: Partition, err: ServingError) -> str:
+    # Errors from the model or the warehouse know the model but not always the partition.
+    message = str(err)
+    return message if partition.key in message else f"partition {partition}: {message}"
+
+
 def _failure_metadata(failed: dict[Partition, ServingError]) -> dict[str, Any]:
     if len(failed) == 1:
-        return next(iter(failed.values())).metadata()
+        [(partition, err)] = failed.items()
+        return {"partition": partition.key, **err.metadata()}
     return {
         "failed_partitions": ", ".join(partition.key for partition in failed),
         "errors": dg.MetadataValue.json(

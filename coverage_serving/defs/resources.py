@@ -9,7 +9,7 @@ from dagster_gcp import BigQueryResource
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from coverage_serving.registry import ModelRegistry
+from coverage_serving.registry import ModelRegistry, RequestPolicy
 from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
 from coverage_serving.warehouse.bigquery import (
     BigQueryClients,
@@ -80,6 +80,15 @@ class RegistryResource(ConfigurableResource):
 
     tracking_uri: str
     allow_pickled_models: bool = False
+    request_retries: int = 3
+    request_backoff_seconds: int = 1
+    request_timeout_seconds: int = 10
 
     def open(self) -> ModelRegistry:
-        return ModelRegistry(self.tracking_uri, self.allow_pickled_models)
+        return ModelRegistry(
+            self.tracking_uri,
+            self.allow_pickled_models,
+            RequestPolicy(
+                self.request_retries, self.request_backoff_seconds, self.request_timeout_seconds
+            ),
+        )

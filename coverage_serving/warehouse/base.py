@@ -40,8 +40,16 @@ class Warehouse(Protocol):
         """The table's columns for one partition; fails if the table lacks any of them."""
         ...
 
-    def replace_partition(self, table: TableSpec, partition: Partition, rows: pd.DataFrame) -> int:
-        """Swap the partition's rows for `rows` atomically: readers see old or new, never both."""
+    def replace_partition(
+        self,
+        table: TableSpec,
+        partition: Partition,
+        rows: pd.DataFrame,
+        *,
+        allow_empty: bool = False,
+    ) -> int:
+        """Swap the partition's rows for `rows` atomically: readers see old or new, never both.
+        No rows is refused unless `allow_empty` (e.g. a partition whose rejections cleared)."""
         ...
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
@@ -49,9 +57,11 @@ class Warehouse(Protocol):
         ...
 
 
-def check_rows_fit_partition(table: TableSpec, partition: Partition, rows: pd.DataFrame) -> None:
+def check_rows_fit_partition(
+    table: TableSpec, partition: Partition, rows: pd.DataFrame, allow_empty: bool = False
+) -> None:
     """Refuse a write that would wipe a partition or put rows into the wrong one."""
-    if rows.empty:
+    if rows.empty and not allow_empty:
         raise EmptyPartitionError(
             f"refusing to replace partition {partition} of {table.qualified_name} with no rows: "
             "the old rows are kept"

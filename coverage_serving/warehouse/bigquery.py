@@ -95,8 +95,15 @@ class BigQueryWarehouse:
                 arrow = rows.to_arrow(create_bqstorage_client=False)
         return _to_frame(arrow, table)
 
-    def replace_partition(self, table: TableSpec, partition: Partition, rows: pd.DataFrame) -> int:
-        check_rows_fit_partition(table, partition, rows)
+    def replace_partition(
+        self,
+        table: TableSpec,
+        partition: Partition,
+        rows: pd.DataFrame,
+        *,
+        allow_empty: bool = False,
+    ) -> int:
+        check_rows_fit_partition(table, partition, rows, allow_empty)
         with self._connect() as clients, _as_warehouse_errors(table, partition, "replacing"):
             target = self._create_if_missing(clients.rest, table)
             staging = self._load_staging(clients.rest, table, rows)

@@ -44,8 +44,15 @@ class DuckDBWarehouse:
                 [partition.market, partition.month],
             ).df()
 
-    def replace_partition(self, table: TableSpec, partition: Partition, rows: pd.DataFrame) -> int:
-        check_rows_fit_partition(table, partition, rows)
+    def replace_partition(
+        self,
+        table: TableSpec,
+        partition: Partition,
+        rows: pd.DataFrame,
+        *,
+        allow_empty: bool = False,
+    ) -> int:
+        check_rows_fit_partition(table, partition, rows, allow_empty)
         names = ", ".join(_quote(c) for c in table.column_names)
         casts = ", ".join(f"CAST({_quote(c.name)} AS {SQL_TYPES[c.kind]})" for c in table.columns)
         with self._connect() as con:

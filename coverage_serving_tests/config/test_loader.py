@@ -103,6 +103,24 @@ def test_nullable_int_feature_is_refused(tmp_path: Path) -> None:
     assert "declare ['poi_count'] as float" in message
 
 
+def test_categories_are_only_for_string_features(tmp_path: Path) -> None:
+    message = _error(
+        tmp_path,
+        lambda raw: raw["models"]["store"]["features"]["poi_count"].update(values=["1", "2"]),
+    )
+    assert "model 'store'" in message or "store" in message
+    assert "'values' lists categories of a string column, not of int" in message
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['store"; DROP TABLE serving.store_predictions; --', "stores'", "stores;", "a b", "`x`"],
+)
+def test_hostile_table_names_are_refused(tmp_path: Path, hostile: str) -> None:
+    message = _error(tmp_path, lambda raw: raw["models"]["store"].update(output_table=hostile))
+    assert "is not a plain SQL identifier" in message
+
+
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read serving config"):
         load_serving_config(tmp_path / "absent.yaml")

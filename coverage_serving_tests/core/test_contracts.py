@@ -16,6 +16,7 @@ from coverage_serving.core.contracts import (
     enforce_output_contract,
     input_schema,
     output_schema,
+    screen_input,
 )
 from coverage_serving.core.tables import features_table, predictions_table
 from coverage_serving.demo.data import stores
@@ -152,6 +153,42 @@ def test_an_empty_frame_names_model_and_source_table(store: ModelConfig) -> None
         EmptyPartitionError, match=r"model 'store', .* the source table 'stores' has no rows"
     ):
         enforce_input_contract(store, PARTITION, _rows().iloc[:0])
+
+
+def test_a_category_never_seen_in_training_names_column_and_key(store: ModelConfig) -> None:
+    frame = _rows()
+    frame.loc[4, "store_type"] = "hypermarket"
+
+    violation = _input_violation(store, frame)
+
+    [found] = violation.violations
+    assert found.column == "store_type" and found.check.startswith("isin(")
+    assert found.sample_keys == [frame.loc[4, "store_id"]]
+
+
+def test_screening_splits_valid_rows_from_rejected_ones_with_reasons(store: ModelConfig) -> None:
+    frame = _rows()
+    frame.loc[2, "latitude"] = np.nan
+    frame.loc[5, "store_type"] = "hypermarket"
+    frame.loc[8, "store_id"] = frame.loc[9, "store_id"]
+
+    screened = screen_input(store, PARTITION, frame)
+
+    assert screened.rejected_rows == 4 and screened.input_rows == len(frame)
+    assert len(screened.valid) == len(frame) - 4
+    reasons = dict(
+        zip(screened.rejected["failed_column"], screened.rejected["reason"], strict=True)
+    )
+    assert reasons["latitude"] == "not_nullable: nan"
+    assert reasons["store_type"].endswith(": 'hypermarket'")
+    assert sorted(screened.rejected["store_id"]) == sorted(
+        [frame.loc[2, "store_id"], frame.loc[5, "store_id"], *[frame.loc[9, "store_id"]] * 2]
+    )
+
+
+def test_screening_still_fails_on_a_missing_column(store: ModelConfig) -> None:
+    with pytest.raises(ContractViolation, match="column 'latitude'"):
+        screen_input(store, PARTITION, _rows().drop(columns=["latitude"]))
 
 
 def test_extra_columns_are_dropped(store: ModelConfig) -> None:

@@ -175,9 +175,8 @@ def test_an_unservable_version_is_recorded_but_never_scored(
 
 
 def test_an_unreachable_registry_skips_the_tick_and_keeps_the_cursor(
-    small_config: ServingConfig, state: LocalState, monkeypatch: pytest.MonkeyPatch
+    small_config: ServingConfig, state: LocalState
 ) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
@@ -186,3 +185,4 @@ def test_an_unreachable_registry_skips_the_tick_and_keeps_the_cursor(
 
     assert isinstance(result, dg.SkipReason)
     assert "registry did not answer, tick skipped" in (result.skip_message or "")
+    assert "retried 3 time(s)" in (result.skip_message or "")  # the config's bounded retries

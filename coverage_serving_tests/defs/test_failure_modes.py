@@ -1,0 +1,257 @@
+"""Failure modes seen through Dagster: the run fails, the UI gets structured metadata, the
+tables keep what they held; and the quarantine policy. Real DuckDB file, real sqlite registry."""
+
+import socket
+from datetime import date
+
+import dagster as dg
+import duckdb
+import mlflow
+import pandas as pd
+import pytest
+
+from coverage_serving.config import InvalidRows, ModelConfig, ServingConfig
+from coverage_serving.core.tables import (
+    features_table,
+    predictions_table,
+    rejected_table,
+    source_table,
+)
+from coverage_serving.definitions import resources_for_deployment
+from coverage_serving.defs.assets import build_model_assets
+from coverage_serving.partition import Partition
+from coverage_serving.settings import LocalState
+from coverage_serving.warehouse import DuckDBWarehouse
+from coverage_serving_tests.conftest import SMALL_ROWS
+from coverage_serving_tests.defs.test_assets import check_results
+
+pytestmark = pytest.mark.integration
+
+PARTITION = Partition("IN", date(2026, 1, 1))
+BAD_KEYS = ["S-IN-000003", "S-IN-000007"]
+LINEAGE_OF_A_RUN = ["scored_at", "dagster_run_id"]
+
+
+def score(
+    model: ModelConfig, config: ServingConfig, state: LocalState, partition: str = PARTITION.key
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        build_model_assets(model),
+        partition_key=partition,
+        resources=resources_for_deployment(config, state),
+        raise_on_error=False,
+    )
+
+
+def corrupt_source(state: LocalState, model: ModelConfig, assignment: str) -> None:
+    """Set `assignment` on the BAD_KEYS rows of the partition in the source table."""
+    with duckdb.connect(str(state.warehouse_path)) as connection:
+        connection.execute(
+            f"UPDATE {source_table(model).qualified_name} SET {assignment} "
+            "WHERE market = ? AND month = ? AND store_id IN (?, ?)",
+            [PARTITION.market, PARTITION.month, *BAD_KEYS],
+        )
+
+
+def quarantining(model: ModelConfig, max_fraction: float) -> ModelConfig:
+    return model.model_copy(
+        update={"invalid_rows": InvalidRows.QUARANTINE, "max_rejected_fraction": max_fraction}
+    )
+
+
+@pytest.fixture
+def scored_before(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> pd.DataFrame:
+    """The store partition scored once: what a failed run must leave in place."""
+    model = small_config.models["store"]
+    assert score(model, small_config, state).success
+    return warehouse.read_partition(predictions_table(model), PARTITION)
+
+
+def test_an_unseen_category_fails_naming_column_and_keys(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    scored_before: pd.DataFrame,
+) -> None:
+    model = small_config.models["store"]
+    corrupt_source(state, model, "store_type = 'hypermarket'")
+
+    result = score(model, small_config, state)
+
+    assert not result.success
+    [violation] = check_results(result)["input_contract"].metadata["violations"].value
+    assert violation["column"] == "store_type" and violation["check"].startswith("isin(")
+    assert violation["sample_keys"] == BAD_KEYS
+    failure = result.failure_data_for_node("store_features")
+    assert failure is not None and failure.user_failure_data is not None
+    assert failure.user_failure_data.metadata["partition"].value == PARTITION.key
+    assert "model 'store', partition IN|2026-01-01: column 'store_type'" in str(
+        failure.user_failure_data.description
+    )
+    after = warehouse.read_partition(predictions_table(model), PARTITION)
+    pd.testing.assert_frame_equal(after, scored_before)
+
+
+def test_a_missing_alias_fails_the_run_naming_model_partition_and_alias(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    scored_before: pd.DataFrame,
+) -> None:
+    model = small_config.models["store"]
+    mlflow.MlflowClient(state.tracking_uri).delete_registered_model_alias(
+        model.registered_model, "champion"
+    )
+
+    result = score(model, small_config, state)
+
+    assert not result.success
+    failure = result.failure_data_for_node("store_predictions")
+    assert failure is not None and failure.user_failure_data is not None
+    assert failure.user_failure_data.metadata["error"].value == "RegistryError"
+    assert failure.user_failure_data.metadata["partitions"].value == PARTITION.key
+    assert "alias 'champion' cannot be resolved" in str(failure.user_failure_data.description)
+    after = warehouse.read_partition(predictions_table(model), PARTITION)
+    pd.testing.assert_frame_equal(after, scored_before)
+
+
+def test_quarantine_scores_the_valid_rows_and_records_the_rejected_ones(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    model = quarantining(small_config.models["store"], max_fraction=0.05)
+    corrupt_source(state, model, "latitude = 'NaN'::DOUBLE")
+
+    result = score(model, small_config, state)
+
+    assert result.success
+    scored = warehouse.read_partition(predictions_table(model), PARTITION)
+    assert len(scored) == SMALL_ROWS["stores"] - 2
+    assert not scored["store_id"].isin(BAD_KEYS).any()
+    rejected = warehouse.read_partition(rejected_table(model), PARTITION)
+    assert sorted(rejected["store_id"]) == BAD_KEYS
+    assert set(rejected["failed_column"]) == {"latitude"}
+    assert set(rejected["reason"]) == {"not_nullable: nan"}
+    assert set(rejected["dagster_run_id"]) == {result.run_id}
+    check = check_results(result)["rejected_rows"]
+    assert check.passed and check.metadata["rejected_rows"].value == 2
+    [features] = result.asset_materializations_for_node("store_features")
+    assert features.metadata["rejected_rows"].value == 2
+
+    # The source is fixed: a rerun scores every row and clears the partition's rejections.
+    corrupt_source(state, model, "latitude = 1.5")
+    assert score(model, small_config, state).success
+    assert (
+        len(warehouse.read_partition(predictions_table(model), PARTITION)) == SMALL_ROWS["stores"]
+    )
+    assert warehouse.read_partition(rejected_table(model), PARTITION).empty
+
+
+def test_quarantine_beyond_the_allowed_fraction_fails_and_writes_nothing(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    model = quarantining(small_config.models["store"], max_fraction=0.005)  # 2 of 300 is 0.7%
+    assert score(model, small_config, state).success
+    features_before = warehouse.read_partition(features_table(model), PARTITION)
+    corrupt_source(state, model, "income_index = 'Infinity'::DOUBLE")
+
+    result = score(model, small_config, state)
+
+    assert not result.success
+    check = check_results(result)["rejected_rows"]
+    assert not check.passed
+    assert check.metadata["over_limit"].value == PARTITION.key
+    failure = result.failure_data_for_node("store_features")
+    assert failure is not None and failure.user_failure_data is not None
+    metadata = failure.user_failure_data.metadata
+    assert metadata["rejected_rows"].value == 2
+    assert metadata["sample_keys"].value == BAD_KEYS
+    assert "more than max_rejected_fraction 0.5%" in str(failure.user_failure_data.description)
+    after = warehouse.read_partition(features_table(model), PARTITION)
+    pd.testing.assert_frame_equal(after, features_before)
+    assert warehouse.read_partition(rejected_table(model), PARTITION).empty
+
+
+@pytest.mark.parametrize("name", ["store", "grid"])
+def test_reruns_give_identical_rows_apart_from_run_lineage(
+    name: str, small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    model = small_config.models[name]
+    tables = []
+    for _ in range(3):
+        assert score(model, small_config, state).success
+        rows = warehouse.read_partition(predictions_table(model), PARTITION)
+        tables.append(rows.drop(columns=LINEAGE_OF_A_RUN).sort_values(model.key_columns))
+
+    for rerun in tables[1:]:
+        pd.testing.assert_frame_equal(
+            rerun.reset_index(drop=True), tables[0].reset_index(drop=True)
+        )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "IN'; DROP TABLE serving.store_predictions; --|2026-01-01",
+        "IN|2026-01-01' OR '1'='1",
+        "XX|2026-01-01",  # a well-formed key of a market the config does not have
+        "IN|2031-01-01",
+    ],
+)
+def test_a_partition_key_outside_the_partition_set_is_refused(
+    key: str, small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    model = small_config.models["store"]
+    assert score(model, small_config, state).success
+    before = warehouse.list_partitions(predictions_table(model))
+
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition"):
+        dg.materialize(
+            build_model_assets(model),
+            partition_key=key,
+            resources=resources_for_deployment(small_config, state),
+        )
+
+    assert warehouse.list_partitions(predictions_table(model)) == before
+
+
+def test_a_password_in_the_registry_uri_never_reaches_logs_or_metadata(
+    small_config: ServingConfig,
+    state: LocalState,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    secret = "hunter2-do-not-log"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://svc:{secret}@127.0.0.1:{port}")
+    config = small_config.model_copy(
+        update={"registry": small_config.registry.model_copy(update={"request_retries": 0})}
+    )
+    model = config.models["store"]
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            build_model_assets(model),
+            partition_key=PARTITION.key,
+            resources=resources_for_deployment(config, state),
+            instance=instance,
+            raise_on_error=False,
+        )
+        recorded = [str(event) for event in instance.all_logs(result.run_id)]
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        snapshot = str(instance.get_job_snapshot(run.job_snapshot_id))
+
+    assert not result.success
+    failure = result.failure_data_for_node("store_predictions")
+    assert failure is not None and failure.user_failure_data is not None
+    description = str(failure.user_failure_data.description)
+    assert "model 'store', partition(s) IN|2026-01-01: nothing was scored" in description
+    assert "did not answer (retried 0 time(s)" in description
+    captured = capfd.readouterr()
+    for text in [*recorded, snapshot, captured.out, captured.err]:
+        assert secret not in text
+    assert any("svc:***@" in text or "//***@" in text for text in recorded)

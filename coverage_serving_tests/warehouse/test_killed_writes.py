@@ -1,0 +1,98 @@
+"""A process killed with SIGKILL in the middle of a partition replace leaves the old rows: on a
+real DuckDB file and on the BigQuery emulator."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from coverage_serving.definitions import warehouse_for_deployment
+from coverage_serving.settings import HOME_VAR, LocalState
+from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
+from coverage_serving_tests.warehouse.interrupted_write import NEW_ROWS
+from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+
+pytestmark = pytest.mark.integration
+
+OLD_ROWS = 40
+
+
+def kill_during_replace(phase: str, home: Path, tmp_path: Path) -> None:
+    """Start the interrupted write, wait until it reaches `phase`, and SIGKILL it."""
+    marker = tmp_path / f"{phase}.reached"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coverage_serving_tests.warehouse.interrupted_write",
+            phase,
+            str(marker),
+        ],
+        env={**os.environ, HOME_VAR: str(home)},
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert child.poll() is None, f"the write exited ({child.returncode}) before {phase}"
+        assert time.monotonic() < deadline, f"the write did not reach {phase}"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+
+
+def write_old_rows(warehouse: Warehouse) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=OLD_ROWS, version=1))
+    warehouse.replace_partition(TABLE, FEBRUARY, rows(FEBRUARY, count=OLD_ROWS, version=1))
+
+
+def assert_old_rows_intact(warehouse: Warehouse) -> None:
+    for partition in (JANUARY, FEBRUARY):
+        kept = warehouse.read_partition(TABLE, partition)
+        assert len(kept) == OLD_ROWS and set(kept["version"]) == {1}, partition
+
+
+def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
+    state = LocalState(tmp_path / "home")
+    state.create()
+    warehouse = DuckDBWarehouse(DuckDBResource(database=str(state.warehouse_path)).get_connection)
+    write_old_rows(warehouse)
+
+    kill_during_replace("deleted", state.home, tmp_path)
+
+    assert_old_rows_intact(warehouse)  # DuckDB's WAL recovery drops the open transaction
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=5, version=3))
+    assert len(warehouse.read_partition(TABLE, JANUARY)) == 5  # and the file stays writable
+
+
+@pytest.fixture
+def bigquery_with_old_rows(bigquery_env: str, tmp_path: Path) -> Warehouse:
+    warehouse = warehouse_for_deployment(LocalState(tmp_path)).open()
+    write_old_rows(warehouse)
+    return warehouse
+
+
+def test_a_bigquery_replace_killed_after_staging_keeps_the_old_rows(
+    bigquery_with_old_rows: Warehouse, tmp_path: Path
+) -> None:
+    warehouse = bigquery_with_old_rows
+    kill_during_replace("staged", tmp_path, tmp_path)
+
+    assert_old_rows_intact(warehouse)
+
+
+def test_a_bigquery_replace_killed_during_the_swap_leaves_old_or_new_rows(
+    bigquery_with_old_rows: Warehouse, tmp_path: Path
+) -> None:
+    warehouse = bigquery_with_old_rows
+    kill_during_replace("swapping", tmp_path, tmp_path)
+
+    # The transaction was sent: it commits or not as a whole, with or without its client.
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert (len(january), set(january["version"])) in [(OLD_ROWS, {1}), (NEW_ROWS, {2})]
+    assert january["id"].is_unique
+    february = warehouse.read_partition(TABLE, FEBRUARY)
+    assert len(february) == OLD_ROWS and set(february["version"]) == {1}
