@@ -1,29 +1,44 @@
-"""The two batch steps of a model: snapshot a feature partition, score it into the output table."""
+"""The two batch steps of a model: snapshot a feature partition, score it into the output table.
+
+Both stream: the partition is read in chunks of `chunk_rows`, each chunk is checked (and
+scored) and staged, and the checks that need the whole partition (unique keys, one prediction
+per feature row, no empty partition) run on the staged rows before the atomic swap. Memory is
+bounded by the chunk, not the partition.
+"""
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
 
 from coverage_serving.config import InvalidRows, ModelConfig
 from coverage_serving.core.contracts import (
+    ContractViolation,
     TooManyRejectedRows,
+    Violation,
+    check_signature,
     enforce_input_contract,
     screen_input,
 )
-from coverage_serving.core.scoring import score_partition
+from coverage_serving.core.scoring import Lineage, score_partition
 from coverage_serving.core.tables import (
     features_table,
     predictions_table,
     rejected_table,
     source_table,
 )
+from coverage_serving.errors import EmptyPartitionError
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
+from coverage_serving.warehouse.base import Staged
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass
@@ -32,11 +47,42 @@ class StepResult:
     timings: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
-    @contextmanager
-    def timed(self, step: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.timings[f"{step}_seconds"] = round(time.perf_counter() - start, 3)
+    def timed_each(self, step: str, chunks: Iterable[T], work: Callable[[T], U]) -> Iterator[U]:
+        """work(chunk) for each chunk, adding the time it takes to `<step>_seconds`."""
+        for chunk in chunks:
+            start = time.perf_counter()
+            done = work(chunk)
+            self._add(step, time.perf_counter() - start)
+            yield done
+
+    def timed_reads(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """The non-empty chunks, adding the time spent waiting for them to `read_seconds`."""
+        iterator = iter(chunks)
+        while True:
+            start = time.perf_counter()
+            chunk = next(iterator, None)
+            self._add("read", time.perf_counter() - start)
+            if chunk is None:
+                return
+            if len(chunk):
+                yield chunk
+
+    def _add(self, step: str, seconds: float) -> None:
+        key = f"{step}_seconds"
+        self.timings[key] = round(self.timings.get(key, 0.0) + seconds, 3)
+
+
+@dataclass
+class _Tally:
+    """What went into a stream, known once it has been consumed."""
+
+    rows: int = 0
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    rejected_rows: int = 0
+
+    def count(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        self.rows += len(chunk)
+        return chunk
 
 
 def refresh_features(
@@ -45,32 +91,37 @@ def refresh_features(
     """Copy the partition's source rows that pass the input contract into the feature table.
     Under the quarantine policy the invalid rows go to the rejected table instead, unless
     there are more of them than the model allows."""
-    result = StepResult()
-    with result.timed("read"):
-        rows = warehouse.read_partition(source_table(model), partition)
-    if model.invalid_rows == InvalidRows.FAIL:
-        with result.timed("validate"):
-            valid = enforce_input_contract(model, partition, rows)
-        with result.timed("write"):
-            result.rows = warehouse.replace_partition(features_table(model), partition, valid)
-        return result
-    rejected = rejected_table(model)
-    with result.timed("validate"):
-        screened = screen_input(model, partition, rows)
-        if screened.rejected_fraction > model.max_rejected_fraction:
-            raise TooManyRejectedRows(model, partition, screened, rejected.qualified_name)
-    with result.timed("write"):
-        # Rejections first: a row missing from the feature table always has its reason.
-        rejections = screened.rejected.assign(
-            market=partition.market, month=partition.month, dagster_run_id=dagster_run_id
-        )
-        warehouse.replace_partition(rejected, partition, rejections, allow_empty=True)
-        result.rows = warehouse.replace_partition(features_table(model), partition, screened.valid)
-    result.details = {
-        "rejected_rows": screened.rejected_rows,
-        "rejected_fraction": screened.rejected_fraction,
-        "rejected_table": rejected.qualified_name,
-    }
+    result, tally = StepResult(), _Tally()
+    chunks = result.timed_reads(
+        warehouse.read_batches(source_table(model), partition, model.chunk_rows)
+    )
+
+    def check(chunk: pd.DataFrame) -> pd.DataFrame:
+        tally.count(chunk)
+        if model.invalid_rows == InvalidRows.FAIL:
+            return enforce_input_contract(model, partition, chunk)
+        screened = screen_input(model, partition, chunk)
+        tally.rejected.append(screened.rejected)
+        tally.rejected_rows += screened.rejected_rows
+        return screened.valid
+
+    def verify(staged: Staged) -> None:
+        _require_rows(model, partition, tally.rows)
+        _require_unique_keys(model, partition, staged, "input")
+        if tally.rows and tally.rejected_rows / tally.rows > model.max_rejected_fraction:
+            raise TooManyRejectedRows(
+                model, partition, pd.concat(tally.rejected), tally.rejected_rows, tally.rows
+            )
+
+    result.rows = warehouse.replace_partition(
+        features_table(model),
+        partition,
+        result.timed_each("validate", chunks, check),
+        keys=model.key_columns,
+        verify=verify,
+    )
+    if model.invalid_rows == InvalidRows.QUARANTINE:
+        result.details = _record_rejections(warehouse, model, partition, tally, dagster_run_id)
     return result
 
 
@@ -82,25 +133,107 @@ def score_into_table(
     dagster_run_id: str,
 ) -> StepResult:
     """Score the partition's feature snapshot and swap it into the prediction table."""
-    result = StepResult()
-    with result.timed("read"):
-        features = warehouse.read_partition(features_table(model), partition)
-    with result.timed("score"):
-        predictions = score_partition(model, loaded, partition, features, dagster_run_id)
-    with result.timed("write"):
-        result.rows = warehouse.replace_partition(predictions_table(model), partition, predictions)
+    check_signature(model, loaded.ref.version, loaded.input_types)
+    result, tally = StepResult(), _Tally()
+    lineage = Lineage.of(loaded, dagster_run_id)  # one scored_at for the whole partition
+    # float32 copies of the predictions for the summary: 4 bytes a row, not the frames.
+    predicted: list[np.ndarray] = []
+
+    def score(features: pd.DataFrame) -> pd.DataFrame:
+        scored = score_partition(model, loaded, partition, tally.count(features), lineage)
+        predicted.append(scored[model.prediction_columns].to_numpy(dtype="float32"))
+        return scored
+
+    def verify(staged: Staged) -> None:
+        _require_rows(model, partition, tally.rows)
+        _require_unique_keys(model, partition, staged, "output")
+        if staged.rows != tally.rows:
+            raise ContractViolation(
+                model.name,
+                partition,
+                "output",
+                [
+                    Violation(
+                        None,
+                        "one prediction row per feature row",
+                        abs(staged.rows - tally.rows),
+                        [],
+                    )
+                ],
+                abs(staged.rows - tally.rows),
+            )
+
+    chunks = result.timed_reads(
+        warehouse.read_batches(features_table(model), partition, model.chunk_rows)
+    )
+    result.rows = warehouse.replace_partition(
+        predictions_table(model),
+        partition,
+        result.timed_each("score", chunks, score),
+        keys=model.key_columns,
+        verify=verify,
+    )
     result.details = {
         "model_name": loaded.ref.name,
         "model_version": loaded.ref.version,
         "model_alias": loaded.ref.alias,
         "model_run_id": loaded.ref.run_id,
-        "prediction_quantiles": {
-            column: {
-                f"p{round(q * 100):02d}": float(v)
-                for q, v in predictions[column].quantile(QUANTILES).items()
-            }
-            | {"mean": float(predictions[column].mean())}
-            for column in model.prediction_columns
-        },
+        "prediction_quantiles": _quantiles(model, np.vstack(predicted)),
     }
     return result
+
+
+def _require_rows(model: ModelConfig, partition: Partition, rows: int) -> None:
+    if rows == 0:
+        raise EmptyPartitionError(
+            f"model {model.name!r}, partition {partition}: the source table "
+            f"{model.source_table!r} has no rows for this partition; nothing was written"
+        )
+
+
+def _require_unique_keys(
+    model: ModelConfig, partition: Partition, staged: Staged, contract: str
+) -> None:
+    # Each chunk's contract checks its own keys; only the staged whole shows repeats across
+    # chunks.
+    if staged.duplicated_rows:
+        violation = Violation(
+            ", ".join(model.key_columns),
+            "unique key in the partition",
+            staged.duplicated_rows,
+            list(staged.duplicate_sample),
+        )
+        raise ContractViolation(
+            model.name, partition, contract, [violation], staged.duplicated_rows
+        )
+
+
+def _record_rejections(
+    warehouse: Warehouse,
+    model: ModelConfig,
+    partition: Partition,
+    tally: _Tally,
+    dagster_run_id: str,
+) -> dict[str, Any]:
+    """Replace the partition's rejections (none clears them) after its features were swapped."""
+    table = rejected_table(model)
+    rejections = pd.concat(tally.rejected).assign(
+        market=partition.market, month=partition.month, dagster_run_id=dagster_run_id
+    )
+    warehouse.replace_partition(table, partition, rejections, allow_empty=True)
+    return {
+        "rejected_rows": tally.rejected_rows,
+        "rejected_fraction": tally.rejected_rows / tally.rows,
+        "rejected_table": table.qualified_name,
+    }
+
+
+def _quantiles(model: ModelConfig, predicted: np.ndarray) -> dict[str, dict[str, float]]:
+    summary = {}
+    for index, column in enumerate(model.prediction_columns):
+        values = predicted[:, index].astype("float64")
+        summary[column] = {
+            f"p{round(q * 100):02d}": float(v)
+            for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
+        } | {"mean": float(values.mean())}
+    return summary

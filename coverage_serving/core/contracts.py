@@ -13,7 +13,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from coverage_serving.config import ColumnType, ModelConfig, PredictionSpec
-from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tables import features_table, predictions_table, rejected_table
 from coverage_serving.errors import EmptyPartitionError, ServingError, UnservableModelError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import TableSpec
@@ -83,21 +83,28 @@ class TooManyRejectedRows(ServingError):
     contract = "input"
 
     def __init__(
-        self, model: ModelConfig, partition: Partition, screened: "Screened", rejected_table: str
+        self,
+        model: ModelConfig,
+        partition: Partition,
+        rejected: pd.DataFrame,
+        rejected_rows: int,
+        input_rows: int,
     ) -> None:
         self.model = model.name
         self.partition = partition
-        self.screened = screened
+        self.rejected_rows = rejected_rows
+        self.input_rows = input_rows
         self.max_fraction = model.max_rejected_fraction
-        keys = screened.rejected[model.key_columns].astype(str).drop_duplicates()
+        keys = rejected[model.key_columns].astype(str).drop_duplicates()
         self.sample_keys = ["/".join(row) for row in keys.head(SAMPLE_SIZE).itertuples(index=False)]
-        reasons = "; ".join(sorted(set(screened.rejected["reason"]))[:SAMPLE_SIZE])
+        reasons = "; ".join(sorted(set(rejected["reason"]))[:SAMPLE_SIZE])
         super().__init__(
             f"input contract failed for model {model.name!r}, partition {partition}: "
-            f"{screened.rejected_rows} of {screened.input_rows} row(s) invalid "
-            f"({screened.rejected_fraction:.1%}), more than max_rejected_fraction "
+            f"{rejected_rows} of {input_rows} row(s) invalid "
+            f"({rejected_rows / input_rows:.1%}), more than max_rejected_fraction "
             f"{self.max_fraction:.1%}; nothing was written to the feature table or "
-            f"{rejected_table} (sample keys: {', '.join(self.sample_keys)}; reasons: {reasons})"
+            f"{rejected_table(model).qualified_name} (sample keys: "
+            f"{', '.join(self.sample_keys)}; reasons: {reasons})"
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -106,9 +113,9 @@ class TooManyRejectedRows(ServingError):
             "model": self.model,
             "partition": self.partition.key,
             "contract": "input",
-            "rejected_rows": self.screened.rejected_rows,
-            "input_rows": self.screened.input_rows,
-            "rejected_fraction": self.screened.rejected_fraction,
+            "rejected_rows": self.rejected_rows,
+            "input_rows": self.input_rows,
+            "rejected_fraction": self.rejected_rows / self.input_rows,
             "max_rejected_fraction": self.max_fraction,
             "sample_keys": self.sample_keys,
         }
@@ -195,10 +202,6 @@ class Screened:
     rejected: pd.DataFrame
     rejected_rows: int  # distinct input rows among them
     input_rows: int
-
-    @property
-    def rejected_fraction(self) -> float:
-        return self.rejected_rows / self.input_rows
 
 
 def screen_input(model: ModelConfig, partition: Partition, frame: pd.DataFrame) -> Screened:

@@ -43,16 +43,17 @@ def score_partition(
     model: LoadedModel,
     partition: Partition,
     features: pd.DataFrame,
-    dagster_run_id: str,
+    lineage: Lineage,
 ) -> pd.DataFrame:
-    """One prediction row per feature row, with lineage, that passed the output contract."""
+    """One prediction row per feature row (of a partition, or of one chunk of it), with
+    lineage, that passed the output contract."""
     check_signature(config, model.ref.version, model.input_types)
     features = enforce_input_contract(config, partition, features).reset_index(drop=True)
     predictions = predict_in_chunks(config, model, features[config.feature_columns])
     rows = pd.concat(
         [features[[*config.key_columns, "market", "month"]], predictions], axis="columns"
     )
-    rows = rows.assign(**asdict(Lineage.of(model, dagster_run_id)))
+    rows = rows.assign(**asdict(lineage))
     rows["model_version"] = rows["model_version"].astype("int64")
     return enforce_output_contract(config, partition, rows)
 

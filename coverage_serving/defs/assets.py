@@ -261,7 +261,7 @@ def _rejected_rows_check(model: ModelConfig, outcome: _Outcome) -> dg.AssetCheck
     }
     rejected = {
         partition.key: result.details["rejected_rows"] for partition, result in outcome.done.items()
-    } | {partition.key: err.screened.rejected_rows for partition, err in too_many.items()}
+    } | {partition.key: err.rejected_rows for partition, err in too_many.items()}
     return dg.AssetCheckResult(
         check_name=REJECTED_CHECK,
         passed=not too_many,

@@ -1,9 +1,11 @@
 """The warehouse interface the scoring core writes through, and the table shapes it needs."""
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.partition import Partition
@@ -35,21 +37,48 @@ class TableSpec:
         return [c.name for c in self.columns]
 
 
+# A partition's rows: one frame, or chunks of it streamed one at a time.
+Rows = pd.DataFrame | Iterable[pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What a partition's staged rows look like before they are swapped in."""
+
+    rows: int
+    duplicated_rows: int = 0  # rows whose key occurs more than once in the partition
+    duplicate_sample: tuple[str, ...] = ()  # a few of those keys, "/"-joined
+
+
+# Called with the staged rows' summary before the swap; raising keeps the old rows.
+Verify = Callable[[Staged], None]
+
+
 class Warehouse(Protocol):
     def read_partition(self, table: TableSpec, partition: Partition) -> pd.DataFrame:
         """The table's columns for one partition; fails if the table lacks any of them."""
+        ...
+
+    def read_batches(
+        self, table: TableSpec, partition: Partition, batch_rows: int
+    ) -> Iterator[pd.DataFrame]:
+        """The partition in frames of at most `batch_rows` rows, streamed: memory stays
+        bounded by the batch, not the partition."""
         ...
 
     def replace_partition(
         self,
         table: TableSpec,
         partition: Partition,
-        rows: pd.DataFrame,
+        rows: Rows,
         *,
+        keys: Sequence[str] = (),
+        verify: Verify | None = None,
         allow_empty: bool = False,
     ) -> int:
-        """Swap the partition's rows for `rows` atomically: readers see old or new, never both.
-        No rows is refused unless `allow_empty` (e.g. a partition whose rejections cleared)."""
+        """Stage `rows` (chunk by chunk), let `verify` judge the staged whole (its duplicate
+        `keys` included), then swap the partition's rows for them atomically: readers see old
+        or new, never both. No rows is refused unless `allow_empty`."""
         ...
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
@@ -57,15 +86,32 @@ class Warehouse(Protocol):
         ...
 
 
-def check_rows_fit_partition(
-    table: TableSpec, partition: Partition, rows: pd.DataFrame, allow_empty: bool = False
+def chunks_of(rows: Rows) -> Iterable[pd.DataFrame]:
+    return [rows] if isinstance(rows, pd.DataFrame) else rows
+
+
+def check_staged(
+    table: TableSpec, partition: Partition, staged: Staged, verify: Verify | None, allow_empty: bool
 ) -> None:
-    """Refuse a write that would wipe a partition or put rows into the wrong one."""
-    if rows.empty and not allow_empty:
+    """Let the caller judge the staged rows; then refuse what no caller may write: no rows
+    (a silently wiped partition) or a key twice."""
+    if verify is not None:
+        verify(staged)
+    if staged.rows == 0 and not allow_empty:
         raise EmptyPartitionError(
             f"refusing to replace partition {partition} of {table.qualified_name} with no rows: "
             "the old rows are kept"
         )
+    if staged.duplicated_rows:
+        raise WarehouseError(
+            f"refusing to replace partition {partition} of {table.qualified_name}: "
+            f"{staged.duplicated_rows} rows share a key "
+            f"(e.g. {', '.join(staged.duplicate_sample)}); the old rows are kept"
+        )
+
+
+def check_rows_fit_partition(table: TableSpec, partition: Partition, rows: pd.DataFrame) -> None:
+    """Refuse a chunk that lacks a column or holds rows of another partition."""
     missing = [c for c in table.column_names if c not in rows.columns]
     if missing:
         raise WarehouseError(
@@ -78,3 +124,15 @@ def check_rows_fit_partition(
             f"{len(stray)} rows for {table.qualified_name} do not belong to partition "
             f"{partition} (e.g. market={stray['market'].iloc[0]!r}, month={months[stray.index[0]]})"
         )
+
+
+def arrow_to_frame(arrow: pa.Table | pa.RecordBatch, table: TableSpec) -> pd.DataFrame:
+    """Rows read from any warehouse as one kind of frame: DATE as datetime64[us], TIMESTAMP
+    in UTC, the table's columns in order."""
+    frame = arrow.to_pandas(date_as_object=False)
+    for column in table.columns:
+        if column.kind == "date":
+            frame[column.name] = pd.to_datetime(frame[column.name]).astype("datetime64[us]")
+        elif column.kind == "timestamp":
+            frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
+    return frame[table.column_names]

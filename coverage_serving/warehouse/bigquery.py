@@ -3,7 +3,7 @@ with the Storage Read API and replacing a partition in one multi-statement trans
 
 import io
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +17,17 @@ from google.cloud import bigquery
 
 from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
-from coverage_serving.warehouse.base import Column, TableSpec, check_rows_fit_partition
+from coverage_serving.warehouse.base import (
+    Column,
+    Rows,
+    Staged,
+    TableSpec,
+    Verify,
+    arrow_to_frame,
+    check_rows_fit_partition,
+    check_staged,
+    chunks_of,
+)
 
 BQ_TYPES = {
     "string": "STRING",
@@ -35,6 +45,7 @@ ARROW_TYPES = {
 }
 _MODES = {True: "NULLABLE", False: "REQUIRED"}
 STAGING_LIFETIME = timedelta(hours=1)  # a staging table a crash left behind expires by itself
+DUPLICATE_SAMPLE = 5
 
 
 @dataclass(frozen=True)
@@ -78,40 +89,62 @@ class BigQueryWarehouse:
         return f"{self.project}.{self.dataset}_{table.schema}.{table.name}"
 
     def read_partition(self, table: TableSpec, partition: Partition) -> pd.DataFrame:
+        batches = list(self._arrow_batches(table, partition))
+        arrow = pa.Table.from_batches(batches) if batches else arrow_schema(table).empty_table()
+        return arrow_to_frame(arrow, table)
+
+    def read_batches(
+        self, table: TableSpec, partition: Partition, batch_rows: int
+    ) -> Iterator[pd.DataFrame]:
+        for batch in self._arrow_batches(table, partition):
+            for start in range(0, batch.num_rows, batch_rows):
+                yield arrow_to_frame(pa.Table.from_batches([batch.slice(start, batch_rows)]), table)
+
+    def _arrow_batches(self, table: TableSpec, partition: Partition) -> Iterator[pa.RecordBatch]:
+        """The partition's rows as Arrow batches: Storage Read streams when available (a
+        read session per query result), else REST pages."""
         with self._connect() as clients, _as_warehouse_errors(table, partition, "reading"):
             self._require_columns(clients.rest, table)
             job = clients.rest.query(
                 select_partition_sql(self.table_id(table), table.column_names),
                 job_config=partition_parameters(partition),
             )
-            rows = job.result()
             if clients.storage is not None:
+                streamed = job.result().to_arrow_iterable(bqstorage_client=clients.storage)
                 try:
-                    arrow = rows.to_arrow(bqstorage_client=clients.storage)
+                    first = next(streamed, None)
                 except google_errors.GoogleAPICallError:
                     # e.g. no read-session permission: REST is slower but needs none.
-                    arrow = job.result().to_arrow(create_bqstorage_client=False)
-            else:
-                arrow = rows.to_arrow(create_bqstorage_client=False)
-        return _to_frame(arrow, table)
+                    streamed = None
+                if streamed is not None:
+                    yield from ([] if first is None else [first])
+                    yield from streamed
+                    return
+            yield from job.result().to_arrow_iterable(bqstorage_client=None)
 
     def replace_partition(
         self,
         table: TableSpec,
         partition: Partition,
-        rows: pd.DataFrame,
+        rows: Rows,
         *,
+        keys: Sequence[str] = (),
+        verify: Verify | None = None,
         allow_empty: bool = False,
     ) -> int:
-        check_rows_fit_partition(table, partition, rows, allow_empty)
         with self._connect() as clients, _as_warehouse_errors(table, partition, "replacing"):
             target = self._create_if_missing(clients.rest, table)
-            staging = self._load_staging(clients.rest, table, rows)
+            staging = self._create_staging(clients.rest, table)
             try:
+                for chunk in chunks_of(rows):
+                    check_rows_fit_partition(table, partition, chunk)
+                    self._stage(clients.rest, table, staging, chunk)
+                staged = self._summarise(clients.rest, staging, keys)
+                check_staged(table, partition, staged, verify, allow_empty)
                 self._swap(clients.rest, target, staging, table, partition)
             finally:
                 clients.rest.delete_table(staging, not_found_ok=True)
-        return len(rows)
+        return staged.rows
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         with self._connect() as clients, _as_warehouse_errors(table, None, "listing"):
@@ -140,29 +173,41 @@ class BigQueryWarehouse:
             job_config=partition_parameters(partition),
         ).result()
 
-    def _load_staging(self, client: bigquery.Client, table: TableSpec, rows: pd.DataFrame) -> str:
+    def _create_staging(self, client: bigquery.Client, table: TableSpec) -> str:
         staging_id = f"{self.table_id(table)}__staging_{uuid.uuid4().hex[:12]}"
         staging = bigquery.Table(staging_id, schema=bigquery_schema(table.columns))
         staging.expires = datetime.now(UTC) + STAGING_LIFETIME
         client.create_table(staging)
-        try:
-            # Parquet from an Arrow table typed by the contract: exact types, no pandas-gbq.
-            parquet = io.BytesIO()
-            pq.write_table(_to_arrow(rows, table), parquet)
-            client.load_table_from_file(
-                parquet,
-                staging_id,
-                rewind=True,
-                job_config=bigquery.LoadJobConfig(
-                    source_format=bigquery.SourceFormat.PARQUET,
-                    schema=bigquery_schema(table.columns),
-                    write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-                ),
-            ).result()
-        except Exception:
-            client.delete_table(staging_id, not_found_ok=True)
-            raise
         return staging_id
+
+    def _stage(
+        self, client: bigquery.Client, table: TableSpec, staging_id: str, chunk: pd.DataFrame
+    ) -> None:
+        """Append one chunk to the staging table: Parquet from an Arrow table typed by the
+        contract, so the types are exact (no pandas-gbq inference)."""
+        parquet = io.BytesIO()
+        pq.write_table(_to_arrow(chunk, table), parquet)
+        client.load_table_from_file(
+            parquet,
+            staging_id,
+            rewind=True,
+            job_config=bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.PARQUET,
+                schema=bigquery_schema(table.columns),
+                write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            ),
+        ).result()
+
+    def _summarise(self, client: bigquery.Client, staging_id: str, keys: Sequence[str]) -> Staged:
+        [count] = client.query(f"SELECT count(*) AS n FROM `{staging_id}`").result()
+        if not keys:
+            return Staged(count["n"])
+        duplicates = list(client.query(duplicate_keys_sql(staging_id, keys)).result())
+        return Staged(
+            count["n"],
+            duplicated_rows=sum(row["n"] for row in duplicates),
+            duplicate_sample=tuple(row["key"] for row in duplicates[:DUPLICATE_SAMPLE]),
+        )
 
     def _create_if_missing(self, client: bigquery.Client, table: TableSpec) -> str:
         """The table, created from the contract when missing: typed columns as named in the
@@ -223,6 +268,15 @@ def replace_partition_sql(target: str, staging: str, columns: list[str]) -> str:
     )
 
 
+def duplicate_keys_sql(table_id: str, keys: Sequence[str]) -> str:
+    joined = ", ".join(f"CAST(`{k}` AS STRING)" for k in keys)
+    names = ", ".join(f"`{k}`" for k in keys)
+    return (
+        f"SELECT ARRAY_TO_STRING([{joined}], '/') AS key, count(*) AS n FROM `{table_id}` "
+        f"GROUP BY {names} HAVING count(*) > 1 ORDER BY key"
+    )
+
+
 def partition_parameters(partition: Partition) -> bigquery.QueryJobConfig:
     return bigquery.QueryJobConfig(
         query_parameters=[
@@ -240,21 +294,13 @@ def _to_arrow(rows: pd.DataFrame, table: TableSpec) -> pa.Table:
             frame[column.name] = pd.to_datetime(frame[column.name]).dt.date
         elif column.kind == "timestamp":
             frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
-    schema = pa.schema(
+    return pa.Table.from_pandas(frame, schema=arrow_schema(table), preserve_index=False)
+
+
+def arrow_schema(table: TableSpec) -> pa.Schema:
+    return pa.schema(
         [pa.field(c.name, ARROW_TYPES[c.kind], nullable=c.nullable) for c in table.columns]
     )
-    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-
-
-def _to_frame(arrow: pa.Table, table: TableSpec) -> pd.DataFrame:
-    """The same frame the DuckDB warehouse returns: DATE as datetime64, TIMESTAMP in UTC."""
-    frame = arrow.to_pandas(date_as_object=False)
-    for column in table.columns:
-        if column.kind == "date":
-            frame[column.name] = pd.to_datetime(frame[column.name]).astype("datetime64[us]")
-        elif column.kind == "timestamp":
-            frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
-    return frame[table.column_names]
 
 
 @contextmanager

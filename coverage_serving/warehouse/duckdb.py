@@ -1,6 +1,7 @@
 """The local warehouse: one DuckDB file, opened through dagster-duckdb's connection factory."""
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 import duckdb
@@ -8,7 +9,17 @@ import pandas as pd
 
 from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
-from coverage_serving.warehouse.base import Column, TableSpec, check_rows_fit_partition
+from coverage_serving.warehouse.base import (
+    Column,
+    Rows,
+    Staged,
+    TableSpec,
+    Verify,
+    arrow_to_frame,
+    check_rows_fit_partition,
+    check_staged,
+    chunks_of,
+)
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -17,6 +28,9 @@ SQL_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMPTZ",
 }
+
+STAGING_SCHEMA = "staging"  # where a partition's new rows wait for the swap
+DUPLICATE_SAMPLE = 5
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
@@ -36,47 +50,122 @@ class DuckDBWarehouse:
         self._connect = connect
 
     def read_partition(self, table: TableSpec, partition: Partition) -> pd.DataFrame:
-        columns = ", ".join(_quote(c) for c in table.column_names)
         with self._connect() as con:
-            self._require_columns(con, table)
-            return con.execute(
-                f"SELECT {columns} FROM {_table(table)} WHERE market = ? AND month = ?",
-                [partition.market, partition.month],
-            ).df()
+            return arrow_to_frame(self._select(con, table, partition).to_arrow_table(), table)
+
+    def read_batches(
+        self, table: TableSpec, partition: Partition, batch_rows: int
+    ) -> Iterator[pd.DataFrame]:
+        with self._connect() as con:
+            # A relation streams; an executed statement's Arrow reader copies the whole result.
+            reader = self._select(con, table, partition).to_arrow_reader(batch_rows)
+            for batch in reader:
+                yield arrow_to_frame(batch, table)
 
     def replace_partition(
         self,
         table: TableSpec,
         partition: Partition,
-        rows: pd.DataFrame,
+        rows: Rows,
         *,
+        keys: Sequence[str] = (),
+        verify: Verify | None = None,
         allow_empty: bool = False,
     ) -> int:
-        check_rows_fit_partition(table, partition, rows, allow_empty)
-        names = ", ".join(_quote(c) for c in table.column_names)
-        casts = ", ".join(f"CAST({_quote(c.name)} AS {SQL_TYPES[c.kind]})" for c in table.columns)
         with self._connect() as con:
             self._create_if_missing(con, table)
-            con.register("staged_rows", rows[table.column_names])
+            # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
+            # have to fit in memory. Its name is unique; a crash leaves only this table behind.
+            staging = f"{_quote(STAGING_SCHEMA)}.{_quote(f'{table.name}_{uuid.uuid4().hex[:12]}')}"
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
+            con.execute(f"CREATE TABLE {staging} ({_ddl(table.columns)})")
             try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(
-                    f"DELETE FROM {_table(table)} WHERE market = ? AND month = ?",
-                    [partition.market, partition.month],
-                )
-                con.execute(
-                    f"INSERT INTO {_table(table)} ({names}) SELECT {casts} FROM staged_rows"
-                )
-                con.execute("COMMIT")
-            except duckdb.Error as err:
-                con.execute("ROLLBACK")
-                raise WarehouseError(
-                    f"replacing partition {partition} of {table.qualified_name} failed, "
-                    f"old rows kept: {err}"
-                ) from err
+                staged = self._stage_all(con, table, partition, staging, rows, keys)
+                check_staged(table, partition, staged, verify, allow_empty)
+                self._swap(con, table, partition, staging)
             finally:
-                con.unregister("staged_rows")
-        return len(rows)
+                con.execute(f"DROP TABLE IF EXISTS {staging}")
+        return staged.rows
+
+    def _select(
+        self, con: duckdb.DuckDBPyConnection, table: TableSpec, partition: Partition
+    ) -> duckdb.DuckDBPyRelation:
+        self._require_columns(con, table)
+        columns = ", ".join(_quote(c) for c in table.column_names)
+        return con.sql(
+            f"SELECT {columns} FROM {_table(table)} WHERE market = ? AND month = ?",
+            params=[partition.market, partition.month],
+        )
+
+    def _stage_all(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: TableSpec,
+        partition: Partition,
+        staging: str,
+        rows: Rows,
+        keys: Sequence[str],
+    ) -> Staged:
+        try:
+            for chunk in chunks_of(rows):
+                self._stage(con, table, partition, staging, chunk)
+            return self._summarise(con, staging, keys)
+        except duckdb.Error as err:
+            raise WarehouseError(
+                f"staging rows for partition {partition} of {table.qualified_name} "
+                f"failed, old rows kept: {err}"
+            ) from err
+
+    def _stage(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: TableSpec,
+        partition: Partition,
+        staging: str,
+        chunk: pd.DataFrame,
+    ) -> None:
+        check_rows_fit_partition(table, partition, chunk)
+        casts = ", ".join(f"CAST({_quote(c.name)} AS {SQL_TYPES[c.kind]})" for c in table.columns)
+        con.register("staged_chunk", chunk[table.column_names])
+        try:
+            con.execute(f"INSERT INTO {staging} SELECT {casts} FROM staged_chunk")
+        finally:
+            con.unregister("staged_chunk")
+
+    def _summarise(
+        self, con: duckdb.DuckDBPyConnection, staging: str, keys: Sequence[str]
+    ) -> Staged:
+        [(rows,)] = con.execute(f"SELECT count(*) FROM {staging}").fetchall()
+        if not keys:
+            return Staged(rows)
+        names = ", ".join(_quote(k) for k in keys)
+        duplicates = con.execute(
+            f"SELECT concat_ws('/', {names}) AS key, count(*) AS n FROM {staging} "
+            f"GROUP BY ALL HAVING count(*) > 1 ORDER BY key"
+        ).fetchall()
+        return Staged(
+            rows,
+            duplicated_rows=sum(n for _, n in duplicates),
+            duplicate_sample=tuple(key for key, _ in duplicates[:DUPLICATE_SAMPLE]),
+        )
+
+    def _swap(
+        self, con: duckdb.DuckDBPyConnection, table: TableSpec, partition: Partition, staging: str
+    ) -> None:
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                f"DELETE FROM {_table(table)} WHERE market = ? AND month = ?",
+                [partition.market, partition.month],
+            )
+            con.execute(f"INSERT INTO {_table(table)} SELECT * FROM {staging}")
+            con.execute("COMMIT")
+        except duckdb.Error as err:
+            con.execute("ROLLBACK")
+            raise WarehouseError(
+                f"replacing partition {partition} of {table.qualified_name} failed, "
+                f"old rows kept: {err}"
+            ) from err
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         with self._connect() as con:

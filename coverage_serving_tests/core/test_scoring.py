@@ -14,7 +14,7 @@ from mlflow.models import infer_signature
 
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.contracts import ContractViolation
-from coverage_serving.core.scoring import predict_in_chunks, score_partition
+from coverage_serving.core.scoring import Lineage, predict_in_chunks, score_partition
 from coverage_serving.core.tables import predictions_table
 from coverage_serving.demo.data import stores
 from coverage_serving.errors import ModelOutputError, UnservableModelError
@@ -83,7 +83,7 @@ def _served(tmp_path: Path, fn: Predict, signature_features: pd.DataFrame) -> Lo
 def _score(tmp_path: Path, store: ModelConfig, fn: Predict) -> pd.DataFrame:
     features = stores(PARTITION, ROWS)
     model = _served(tmp_path, fn, features[store.feature_columns])
-    return score_partition(store, model, PARTITION, features, "run-1")
+    return score_partition(store, model, PARTITION, features, Lineage.of(model, "run-1"))
 
 
 def test_each_feature_row_gets_one_prediction_row_with_lineage(
@@ -178,5 +178,5 @@ def test_a_signature_without_a_configured_feature_is_refused_before_predicting(
     features = stores(PARTITION, ROWS)
     model = _served(tmp_path, _sales, features[store.feature_columns].drop(columns="months_open"))
     with pytest.raises(UnservableModelError, match="'months_open' is not in the signature"):
-        score_partition(store, model, PARTITION, features, "run-1")
+        score_partition(store, model, PARTITION, features, Lineage.of(model, "run-1"))
     assert batches == []
