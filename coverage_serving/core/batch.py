@@ -8,6 +8,7 @@ bounded by the chunk, not the partition.
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,7 +24,8 @@ from coverage_serving.core.contracts import (
     enforce_input_contract,
     screen_input,
 )
-from coverage_serving.core.scoring import Lineage, score_partition
+from coverage_serving.core.pipeline import ahead
+from coverage_serving.core.scoring import Lineage, score_valid_features
 from coverage_serving.core.tables import (
     features_table,
     predictions_table,
@@ -49,27 +51,41 @@ class StepResult:
 
     def timed_each(self, step: str, chunks: Iterable[T], work: Callable[[T], U]) -> Iterator[U]:
         """work(chunk) for each chunk, adding the time it takes to `<step>_seconds`."""
-        for chunk in chunks:
-            start = time.perf_counter()
-            done = work(chunk)
-            self._add(step, time.perf_counter() - start)
-            yield done
+        with _closing(chunks):
+            for chunk in chunks:
+                start = time.perf_counter()
+                done = work(chunk)
+                self._add(step, time.perf_counter() - start)
+                yield done
 
     def timed_reads(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         """The non-empty chunks, adding the time spent waiting for them to `read_seconds`."""
         iterator = iter(chunks)
-        while True:
-            start = time.perf_counter()
-            chunk = next(iterator, None)
-            self._add("read", time.perf_counter() - start)
-            if chunk is None:
-                return
-            if len(chunk):
-                yield chunk
+        with _closing(iterator):
+            while True:
+                start = time.perf_counter()
+                chunk = next(iterator, None)
+                self._add("read", time.perf_counter() - start)
+                if chunk is None:
+                    return
+                if len(chunk):
+                    yield chunk
 
     def _add(self, step: str, seconds: float) -> None:
         key = f"{step}_seconds"
         self.timings[key] = round(self.timings.get(key, 0.0) + seconds, 3)
+
+
+@contextmanager
+def _closing(items: Iterable[Any]) -> Iterator[None]:
+    """Close a generator when its consumer stops, even on an error: what it opened (a warehouse
+    connection) is released now, not when the error's traceback is collected."""
+    try:
+        yield
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -116,7 +132,7 @@ def refresh_features(
     result.rows = warehouse.replace_partition(
         features_table(model),
         partition,
-        result.timed_each("validate", chunks, check),
+        ahead(result.timed_each("validate", chunks, check)),
         keys=model.key_columns,
         verify=verify,
     )
@@ -139,8 +155,11 @@ def score_into_table(
     # float32 copies of the predictions for the summary: 4 bytes a row, not the frames.
     predicted: list[np.ndarray] = []
 
+    def check(features: pd.DataFrame) -> pd.DataFrame:
+        return enforce_input_contract(model, partition, tally.count(features))
+
     def score(features: pd.DataFrame) -> pd.DataFrame:
-        scored = score_partition(model, loaded, partition, tally.count(features), lineage)
+        scored = score_valid_features(model, loaded, partition, features, lineage)
         predicted.append(scored[model.prediction_columns].to_numpy(dtype="float32"))
         return scored
 
@@ -166,10 +185,12 @@ def score_into_table(
     chunks = result.timed_reads(
         warehouse.read_batches(features_table(model), partition, model.chunk_rows)
     )
+    # Three stages in three threads: read and check, score, write (core.pipeline).
+    checked = ahead(result.timed_each("validate", chunks, check))
     result.rows = warehouse.replace_partition(
         predictions_table(model),
         partition,
-        result.timed_each("score", chunks, score),
+        ahead(result.timed_each("score", checked, score)),
         keys=model.key_columns,
         verify=verify,
     )

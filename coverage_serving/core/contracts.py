@@ -259,7 +259,19 @@ def _widened(model: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
 def enforce_output_contract(
     model: ModelConfig, partition: Partition, frame: pd.DataFrame
 ) -> pd.DataFrame:
-    return _validate(output_schema(model, partition), model, partition, frame)
+    """Scored rows whose prediction columns pass the output contract, or ContractViolation.
+
+    Only the prediction columns are checked row by row: keys, market and month are the input's
+    checked columns and lineage is one constant per run; key uniqueness and one prediction per
+    feature row are checked on the whole staged partition (core.batch). Re-checking the rest
+    per chunk cost a third of the scoring time (0.2 s per 60k rows, measured)."""
+    schema = output_schema(model, partition)
+    predictions = pa.DataFrameSchema(
+        {name: schema.columns[name] for name in model.prediction_columns},
+        name=schema.name,
+        metadata=schema.metadata,
+    )
+    return _validate(predictions, model, partition, frame)
 
 
 def check_signature(model: ModelConfig, version: int, signature: dict[str, str] | None) -> None:

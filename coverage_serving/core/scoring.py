@@ -48,7 +48,19 @@ def score_partition(
     """One prediction row per feature row (of a partition, or of one chunk of it), with
     lineage, that passed the output contract."""
     check_signature(config, model.ref.version, model.input_types)
-    features = enforce_input_contract(config, partition, features).reset_index(drop=True)
+    valid = enforce_input_contract(config, partition, features)
+    return score_valid_features(config, model, partition, valid, lineage)
+
+
+def score_valid_features(
+    config: ModelConfig,
+    model: LoadedModel,
+    partition: Partition,
+    features: pd.DataFrame,
+    lineage: Lineage,
+) -> pd.DataFrame:
+    """score_partition for features that already passed the input contract."""
+    features = features.reset_index(drop=True)
     predictions = predict_in_chunks(config, model, features[config.feature_columns])
     rows = pd.concat(
         [features[[*config.key_columns, "market", "month"]], predictions], axis="columns"

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 
 import duckdb
 import pandas as pd
@@ -47,7 +47,18 @@ def _table(table: TableSpec) -> str:
 
 class DuckDBWarehouse:
     def __init__(self, connect: Connect) -> None:
-        self._connect = connect
+        self._open = connect
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # dagster-duckdb's get_connection closes its connection only when the block ends
+        # without an error: close it on every exit, or a failed write keeps the file open (and
+        # a later connection with other settings in this process is refused).
+        with self._open() as con:
+            try:
+                yield con
+            finally:
+                con.close()
 
     def read_partition(self, table: TableSpec, partition: Partition) -> pd.DataFrame:
         with self._connect() as con:

@@ -62,7 +62,9 @@ def test_two_runs_of_one_partition_take_turns_and_leave_one_version(
 
 
 def _step_windows(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
-    """Each step's start and end, from the run's event log."""
+    """Each step's start and the moment its write was done (its materialisation), from the
+    run's event log. The slot is freed when the step's work ends, a little before dagster
+    logs the step's success, so that is not the end that matters."""
     started: dict[str, float] = {}
     ended: dict[str, float] = {}
     for event in instance.all_logs(run_id):
@@ -71,6 +73,6 @@ def _step_windows(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[
             continue
         if event.dagster_event.event_type == dg.DagsterEventType.STEP_START:
             started[step] = event.timestamp
-        elif event.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+        elif event.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             ended[step] = event.timestamp
     return {step: (started[step], ended[step]) for step in started}

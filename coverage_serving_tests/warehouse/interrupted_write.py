@@ -49,7 +49,7 @@ class PausingConnection:
 
 
 def pausing_duckdb(warehouse: DuckDBWarehouse, marker: Path) -> DuckDBWarehouse:
-    connect = warehouse._connect
+    connect = warehouse._open
 
     @contextmanager
     def pausing() -> Iterator[Any]:
