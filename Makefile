@@ -11,7 +11,7 @@ EMULATOR_INSTALLED := $(EMULATOR_VENV)/.installed
 EMULATOR_PINS := coverage_serving_tests/emulator
 export COVERAGE_SERVING_HOME ?= $(CURDIR)/.coverage_serving
 
-.PHONY: install emulator demo demo-bigquery test lint dev clean
+.PHONY: install emulator demo demo-bigquery test lint dev bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ lint: $(INSTALLED)
 
 dev: $(INSTALLED)
 	$(BIN)/coverage-serving dev
+
+# The scale benchmarks with the Spark peer (benchmarks/README.md); not part of `make test`.
+bench: $(INSTALLED)
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e ".[dev,bench]"
+	$(BIN)/python benchmarks/scale.py --spark
 
 clean:
 	rm -rf $(VENV) $(EMULATOR_VENV) $(COVERAGE_SERVING_HOME)

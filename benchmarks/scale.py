@@ -185,10 +185,12 @@ def product_run(home: Path, first: str, last: str, assets: str) -> dict[str, Any
         )
         seconds = time.perf_counter() - started
         materialised = result.asset_materializations_for_node(selection[0])
+    # One materialisation per partition (predictions), or one for the run's partitions.
     rows = sum(
-        int(m.metadata["dagster/row_count"].value)
+        int(m.metadata[key].value)
         for m in materialised
-        if "dagster/row_count" in m.metadata
+        for key in ("dagster/row_count", "rows_in_run")
+        if key in m.metadata
     )
     timings = {
         key: round(sum(float(m.metadata[key].value) for m in materialised if key in m.metadata), 2)
@@ -241,8 +243,9 @@ def sensor_tick(home: Path) -> dict[str, Any]:
     import mlflow
 
     from coverage_serving.config import load_serving_config
-    from coverage_serving.definitions import resources_for_deployment
-    from coverage_serving.defs.sensors import build_registry_sensor
+    from coverage_serving.definitions import build_definitions, resources_for_deployment
+    from coverage_serving.defs.sensors import registry_sensor_name
+    from coverage_serving.registry import using_tracking_uri
     from coverage_serving.settings import LocalState
 
     state = LocalState(home)
@@ -250,15 +253,18 @@ def sensor_tick(home: Path) -> dict[str, Any]:
     client = mlflow.MlflowClient(state.tracking_uri)
     registered = len(client.search_model_versions(f"name = '{model.registered_model}'"))
     source = client.get_model_version(model.registered_model, "1").source
-    for _ in range(registered, VERSIONS):
-        client.create_model_version(model.registered_model, source)
+    with using_tracking_uri(state.tracking_uri):  # MLflow 3 sources register only this way
+        for _ in range(registered, VERSIONS):
+            mlflow.register_model(source, model.registered_model)
     versions = list(range(1, VERSIONS))  # the cursor knows all but the newest
     cursor = json.dumps({"versions": versions, "served": 1, "moves": 0})
-    sensor = build_registry_sensor(model)
-    resources = resources_for_deployment(load_serving_config(BENCH_CONFIG), state)
+    config = load_serving_config(BENCH_CONFIG)
+    name = registry_sensor_name(model)
+    [sensor] = [s for s in build_definitions(config, state).sensors or [] if s.name == name]
+    registry = resources_for_deployment(config, state)["registry"]
     timings = []
     for _ in range(3):
-        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        with dg.build_sensor_context(cursor=cursor, resources={"registry": registry}) as context:
             started = time.perf_counter()
             result = sensor(context)
             timings.append(time.perf_counter() - started)
@@ -337,6 +343,7 @@ def spark_run(home: Path, partition: str) -> dict[str, Any]:
     from pyspark.sql import SparkSession
 
     market, month = partition.split("|")
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     parquet = home / f"spark_{market}.parquet"
     if not parquet.exists():
         with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
@@ -346,6 +353,7 @@ def spark_run(home: Path, partition: str) -> dict[str, Any]:
                 [market, month],
             )
     started = time.perf_counter()
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # workers in this venv, not the system's
     spark = (
         SparkSession.builder.master("local[2]").config("spark.driver.memory", "4g").getOrCreate()
     )
