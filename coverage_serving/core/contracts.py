@@ -253,7 +253,7 @@ def _widened(model: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
         and pd.api.types.is_numeric_dtype(frame[name])
         and not pd.api.types.is_bool_dtype(frame[name])
     }
-    return frame.astype(widen)
+    return frame.astype(widen) if widen else frame  # astype({}) would copy the frame
 
 
 def enforce_output_contract(
