@@ -11,7 +11,7 @@ EMULATOR_INSTALLED := $(EMULATOR_VENV)/.installed
 EMULATOR_PINS := coverage_serving_tests/emulator
 export COVERAGE_SERVING_HOME ?= $(CURDIR)/.coverage_serving
 
-.PHONY: install emulator demo demo-bigquery test lint dev bench clean
+.PHONY: install emulator demo demo-bigquery test lint dev serve bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ lint: $(INSTALLED)
 
 dev: $(INSTALLED)
 	$(BIN)/coverage-serving dev
+
+# On-demand scoring over HTTP on 127.0.0.1:8000 (README: On-demand scoring).
+serve: $(INSTALLED)
+	$(BIN)/coverage-serving serve
 
 # The scale benchmarks with the Spark peer (benchmarks/README.md); not part of `make test`.
 bench: $(INSTALLED)

@@ -8,6 +8,7 @@ import sys
 import time
 
 import dagster as dg
+import uvicorn
 
 from coverage_serving.config import ConfigError, ServingConfig, load_serving_config
 from coverage_serving.definitions import build_definitions, warehouse_for_deployment
@@ -20,6 +21,8 @@ from coverage_serving.demo.runner import (
     write_demo_sources,
 )
 from coverage_serving.errors import ServingError
+from coverage_serving.online.app import build_app
+from coverage_serving.registry import ModelRegistry, RequestPolicy
 from coverage_serving.settings import REPO_ROOT, LocalState
 from coverage_serving.warehouse import Warehouse
 
@@ -41,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon and the MLflow UI")
     dev.add_argument("--dagster-port", type=int, default=3000)
     dev.add_argument("--mlflow-port", type=int, default=5000)
+    serve = commands.add_parser(
+        "serve", help="the on-demand HTTP endpoint (POST /v1/models/{model}/predict)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
     train = commands.add_parser("train-demo-model", help="register a new demo model version")
     train.add_argument("model", help="model name in the serving config, e.g. store or grid")
     train.add_argument("--alias", help="move this alias (e.g. champion) to the new version")
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return train(config, state, args.model, args.alias)
         if args.command == "dev":
             return dev(state, args.dagster_port, args.mlflow_port)
+        if args.command == "serve":
+            return serve(config, state, args.host, args.port)
         if args.command == "demo-bigquery":
             with running_emulator(state.home / "bigquery") as emulator:
                 os.environ.update(emulator.environment(BIGQUERY_DEMO_DATASET))
@@ -80,6 +90,22 @@ def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) ->
     written = write_demo_sources(warehouse, config)
     print(f"demo sources: {written} partition(s) generated")
     return demo(config, state, warehouse) if command == "demo" else 0
+
+
+def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int:
+    """Serve every configured model over HTTP until interrupted."""
+    policy = config.registry
+    registry = ModelRegistry(
+        state.tracking_uri,
+        policy.allow_pickled_models,
+        RequestPolicy(
+            policy.request_retries, policy.request_backoff_seconds, policy.request_timeout_seconds
+        ),
+    )
+    app = build_app(config, registry, warehouse_for_deployment(state).open())
+    print(f"on-demand scoring: http://{host}:{port}/v1/models  (OpenAPI: /docs)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
 
 
 def train(config: ServingConfig, state: LocalState, name: str, alias: str | None) -> int:

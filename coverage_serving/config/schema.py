@@ -129,6 +129,15 @@ class AutomationConfig(_Strict):
     refresh_cron: Cron = "0 6 2 * *"
 
 
+class OnlineConfig(_Strict):
+    """The on-demand endpoint (`coverage-serving serve`)."""
+
+    # How often each served model re-resolves its alias; POST .../refresh does it at once.
+    refresh_seconds: int = Field(default=30, ge=1)
+    max_rows: int = Field(default=1000, ge=1)  # feature rows in one request
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+
+
 class ModelConfig(_Strict):
     name: Identifier
     registered_model: RegistryName
@@ -196,6 +205,7 @@ class ModelConfig(_Strict):
 class ServingConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
     automation: AutomationConfig = AutomationConfig()
+    online: OnlineConfig = OnlineConfig()
     models: dict[Identifier, ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="before")

@@ -1,6 +1,6 @@
 """The warehouse interface the scoring core writes through, and the table shapes it needs."""
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -84,6 +84,18 @@ class Warehouse(Protocol):
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         """The partitions that hold rows, in order; none when the table does not exist yet."""
         ...
+
+    def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
+        """The market's row whose key columns equal `key`, from the latest month that has it:
+        one row, or none."""
+        ...
+
+
+def require_key_columns(table: TableSpec, key: Mapping[str, object]) -> None:
+    """Key names become SQL identifiers: only the table's own columns are accepted."""
+    unknown = sorted(set(key) - set(table.column_names))
+    if not key or unknown:
+        raise WarehouseError(f"{table.qualified_name} has no key column(s) {unknown or '(none)'}")
 
 
 def chunks_of(rows: Rows) -> Iterable[pd.DataFrame]:

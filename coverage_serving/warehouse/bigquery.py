@@ -3,7 +3,7 @@ with the Storage Read API and replacing a partition in one multi-statement trans
 
 import io
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from coverage_serving.warehouse.base import (
     check_rows_fit_partition,
     check_staged,
     chunks_of,
+    require_key_columns,
 )
 
 BQ_TYPES = {
@@ -158,6 +159,21 @@ class BigQueryWarehouse:
             ).result()
             return [Partition(market=row["market"], month=row["month"]) for row in found]
 
+    def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
+        require_key_columns(table, key)
+        kinds = {c.name: c.kind for c in table.columns}
+        parameters = [bigquery.ScalarQueryParameter("market", "STRING", market)] + [
+            bigquery.ScalarQueryParameter(f"key_{i}", BQ_TYPES[kinds[name]], value)
+            for i, (name, value) in enumerate(key.items())
+        ]
+        with self._connect() as clients, _as_warehouse_errors(table, None, "reading"):
+            self._require_columns(clients.rest, table)
+            job = clients.rest.query(
+                latest_row_sql(self.table_id(table), table.column_names, list(key)),
+                job_config=bigquery.QueryJobConfig(query_parameters=parameters),
+            )
+            return arrow_to_frame(job.result().to_arrow(bqstorage_client=None), table)
+
     def _swap(
         self,
         client: bigquery.Client,
@@ -254,6 +270,15 @@ def prediction_table_definition(table_id: str, table: TableSpec) -> bigquery.Tab
 def select_partition_sql(table_id: str, columns: list[str]) -> str:
     names = ", ".join(f"`{c}`" for c in columns)
     return f"SELECT {names} FROM `{table_id}` WHERE market = @market AND month = @month"
+
+
+def latest_row_sql(table_id: str, columns: list[str], keys: list[str]) -> str:
+    names = ", ".join(f"`{c}`" for c in columns)
+    matches = "".join(f" AND `{name}` = @key_{i}" for i, name in enumerate(keys))
+    return (
+        f"SELECT {names} FROM `{table_id}` WHERE market = @market{matches} "
+        "ORDER BY month DESC LIMIT 1"
+    )
 
 
 def replace_partition_sql(target: str, staging: str, columns: list[str]) -> str:

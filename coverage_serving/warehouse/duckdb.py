@@ -1,7 +1,7 @@
 """The local warehouse: one DuckDB file, opened through dagster-duckdb's connection factory."""
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 import duckdb
@@ -19,6 +19,7 @@ from coverage_serving.warehouse.base import (
     check_rows_fit_partition,
     check_staged,
     chunks_of,
+    require_key_columns,
 )
 
 SQL_TYPES = {
@@ -97,6 +98,19 @@ class DuckDBWarehouse:
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
         return staged.rows
+
+    def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
+        require_key_columns(table, key)
+        with self._connect() as con:
+            self._require_columns(con, table)
+            columns = ", ".join(_quote(c) for c in table.column_names)
+            matches = "".join(f" AND {_quote(name)} = ?" for name in key)
+            found = con.sql(
+                f"SELECT {columns} FROM {_table(table)} WHERE market = ?{matches} "
+                "ORDER BY month DESC LIMIT 1",
+                params=[market, *key.values()],
+            )
+            return arrow_to_frame(found.to_arrow_table(), table)
 
     def _select(
         self, con: duckdb.DuckDBPyConnection, table: TableSpec, partition: Partition

@@ -1,0 +1,135 @@
+"""On-demand scoring without Dagster: the version each model serves follows its alias, and a
+request's feature rows go through the same input contract, scoring and output contract as a
+batch partition (core.scoring)."""
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from coverage_serving.config import ColumnType, ModelConfig
+from coverage_serving.core.contracts import check_signature
+from coverage_serving.core.scoring import Lineage, score_partition
+from coverage_serving.core.tables import features_table
+from coverage_serving.errors import ServingError
+from coverage_serving.partition import Partition
+from coverage_serving.registry import LoadedModel, ModelRegistry
+from coverage_serving.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(ServingError):
+    """No version of the model could be loaded yet."""
+
+
+class UnknownKeyError(ServingError):
+    """A key lookup found no feature row."""
+
+
+@dataclass(frozen=True)
+class Status:
+    model: str
+    registered_model: str
+    alias: str
+    version: int | None
+    last_error: str | None
+
+
+class ServedModel:
+    """One configured model and the version its alias pointed at when last refreshed.
+
+    A request takes the current LoadedModel once and scores all its rows with it, so a refresh
+    that swaps the version meanwhile never mixes two versions in one response."""
+
+    def __init__(self, config: ModelConfig, registry: ModelRegistry) -> None:
+        self.config = config
+        self._registry = registry
+        self._current: LoadedModel | None = None
+        self._last_error: str | None = None
+        self._refreshing = threading.Lock()
+
+    def refresh(self) -> None:
+        """Resolve the alias; load and switch to its version if it moved. On failure keep
+        serving the version already loaded and remember why."""
+        with self._refreshing:
+            try:
+                ref = self._registry.resolve(self.config.registered_model, self.config.alias)
+                if self._current is None or self._current.ref.version != ref.version:
+                    self._current = self._servable(self._registry.load(ref))
+                    log.info("model %r now serves version %s", self.config.name, ref.version)
+                self._last_error = None
+            except ServingError as err:
+                self._last_error = str(err)
+                log.warning("model %r: refresh failed: %s", self.config.name, err)
+
+    def current(self) -> LoadedModel:
+        current = self._current
+        if current is None:
+            raise NotReadyError(
+                f"model {self.config.name!r} has no loaded version yet: {self._last_error}"
+            )
+        return current
+
+    def pinned(self, version: int) -> LoadedModel:
+        """An explicit version, loaded once per process like the batch path's."""
+        ref = self._registry.pinned(self.config.registered_model, version, alias=None)
+        return self._servable(self._registry.load(ref))
+
+    def status(self) -> Status:
+        current = self._current
+        return Status(
+            model=self.config.name,
+            registered_model=self.config.registered_model,
+            alias=self.config.alias,
+            version=current.ref.version if current else None,
+            last_error=self._last_error,
+        )
+
+    def _servable(self, loaded: LoadedModel) -> LoadedModel:
+        check_signature(self.config, loaded.ref.version, loaded.input_types)
+        return loaded
+
+
+def score_rows(
+    config: ModelConfig,
+    loaded: LoadedModel,
+    partition: Partition,
+    features: pd.DataFrame,
+    request_id: str,
+) -> pd.DataFrame:
+    """The batch table's rows for these feature rows of `partition`: keys, market, month,
+    predictions and lineage, checked by both contracts."""
+    features = features.assign(market=partition.market, month=pd.Timestamp(partition.month))
+    return score_partition(config, loaded, partition, features, Lineage.of(loaded, request_id))
+
+
+def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Feature rows from a JSON body, typed as the warehouse would hand them over."""
+    frame = pd.DataFrame.from_records(rows)
+    # JSON has no float column: a float feature whose values are all null arrives as objects,
+    # which the contract would reject as the wrong type. Any other mismatch is left to it.
+    for name, spec in config.features.items():
+        if spec.type == ColumnType.FLOAT and name in frame and frame[name].isna().all():
+            frame[name] = frame[name].astype("float64")
+    return frame
+
+
+def latest_features(
+    warehouse: Warehouse, config: ModelConfig, market: str, key: Mapping[str, object]
+) -> tuple[Partition, pd.DataFrame]:
+    """The key's feature row from its latest month in the feature snapshot, and that month."""
+    found = warehouse.latest_row(features_table(config), market, key)
+    if found.empty:
+        raise UnknownKeyError(
+            f"model {config.name!r}: no feature row for key {dict(key)} in market {market!r} "
+            f"({features_table(config).qualified_name})"
+        )
+    month = found["month"].iloc[0]
+    return Partition(market, date(month.year, month.month, 1)), found.drop(
+        columns=["market", "month"]
+    )
