@@ -172,7 +172,8 @@ class BigQueryWarehouse:
                 latest_row_sql(self.table_id(table), table.column_names, list(key)),
                 job_config=bigquery.QueryJobConfig(query_parameters=parameters),
             )
-            return arrow_to_frame(job.result().to_arrow(bqstorage_client=None), table)
+            # One row: REST, no read session (None would make the library create a client).
+            return arrow_to_frame(job.result().to_arrow(create_bqstorage_client=False), table)
 
     def _swap(
         self,

@@ -18,11 +18,18 @@ from coverage_serving.settings import LocalState
 from coverage_serving.warehouse.bigquery import (
     BigQueryClients,
     BigQueryWarehouse,
+    latest_row_sql,
     partition_parameters,
     replace_partition_sql,
     select_partition_sql,
 )
-from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+from coverage_serving_tests.warehouse.sample import (
+    FEBRUARY,
+    JANUARY,
+    TABLE,
+    check_latest_row,
+    rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +201,14 @@ def test_bigquery_needs_its_project_and_dataset(
 
     with pytest.raises(ValueError, match="needs BIGQUERY_PROJECT to be set"):
         warehouse_for_deployment(LocalState(tmp_path))
+
+
+def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: BigQueryWarehouse) -> None:
+    check_latest_row(warehouse)
+
+
+def test_latest_row_sql_binds_market_and_key_values() -> None:
+    assert latest_row_sql("p.d.t", ["id", "month"], ["id"]) == (
+        "SELECT `id`, `month` FROM `p.d.t` WHERE market = @market AND `id` = @key_0 "
+        "ORDER BY month DESC LIMIT 1"
+    )

@@ -11,7 +11,13 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, DuckDBWarehouse, TableSpec
-from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+from coverage_serving_tests.warehouse.sample import (
+    FEBRUARY,
+    JANUARY,
+    TABLE,
+    check_latest_row,
+    rows,
+)
 
 
 @pytest.fixture
@@ -157,3 +163,7 @@ def test_a_hostile_market_value_is_only_data(warehouse: DuckDBWarehouse, databas
 
     assert warehouse.list_partitions(TABLE) == [JANUARY, hostile]
     assert len(warehouse.read_partition(TABLE, hostile)) == 3
+
+
+def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: DuckDBWarehouse) -> None:
+    check_latest_row(warehouse)
