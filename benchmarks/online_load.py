@@ -12,7 +12,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,17 +23,12 @@ from typing import Any
 
 from coverage_serving.config import load_serving_config
 from coverage_serving.demo.data import GENERATORS
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.runner import ensure_demo_models
 from coverage_serving.partition import Partition
 from coverage_serving.settings import HOME_VAR, LocalState
 
 PARTITION = Partition("IN", date(2026, 1, 1))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def feature_rows(name: str, count: int) -> list[dict[str, Any]]:

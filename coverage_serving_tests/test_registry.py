@@ -1,7 +1,6 @@
 """The registry adapter against a real sqlite MLflow registry holding both demo models."""
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import mlflow
 import pytest
 
 from coverage_serving.config import ServingConfig
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
 from coverage_serving.registry import ModelRegistry, RequestPolicy, redact
@@ -40,7 +40,7 @@ def test_an_unknown_alias_or_model_names_both(state: LocalState, name: str, alia
 
 
 def test_a_registry_that_does_not_answer_is_reported() -> None:
-    uri = f"http://user:s3cret@127.0.0.1:{_closed_port()}"
+    uri = f"http://user:s3cret@127.0.0.1:{free_port()}"
     registry = ModelRegistry(uri, True, RequestPolicy(retries=0, timeout_seconds=2))
     with pytest.raises(RegistryUnavailableError, match="did not answer") as raised:
         registry.resolve("coverage_grid_model", "champion")
@@ -120,12 +120,6 @@ def test_missing_artifacts_fail_to_load(tmp_path: Path, small_config: ServingCon
 def test_credentials_are_redacted() -> None:
     assert redact("https://user:pa55@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
     assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _own_registry(tmp_path: Path, small_config: ServingConfig) -> LocalState:

@@ -41,7 +41,7 @@ def running_emulator(data_dir: Path, timeout: float = 60) -> Iterator[Emulator]:
     if not EMULATOR.exists():
         raise FileNotFoundError(f"{EMULATOR} is missing: `make emulator` installs it")
     data_dir.mkdir(parents=True, exist_ok=True)
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     emulator = Emulator(PROJECT, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}")
     with (data_dir / "emulator.log").open("a") as log:
         server = subprocess.Popen(
@@ -81,7 +81,8 @@ def _wait_until_it_answers(
     raise TimeoutError(f"the BigQuery emulator did not answer within {timeout:.0f}s; see {log}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (the socket that found it is closed)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

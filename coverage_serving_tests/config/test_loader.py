@@ -131,19 +131,26 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "complaint"),
+    ("section", "setting", "complaint"),
     [
-        ({"refresh_cron": "monthly"}, "is not a five-field cron expression"),
-        ({"refresh_cron": "0 6 2 * * ; rm -rf /"}, "is not a five-field cron expression"),
-        ({"registry_poll_seconds": 1}, "greater than or equal to 5"),
+        ("automation", {"refresh_cron": "monthly"}, "is not a five-field cron expression"),
+        (
+            "automation",
+            {"refresh_cron": "0 6 2 * * ; rm -rf /"},
+            "is not a five-field cron expression",
+        ),
+        ("automation", {"registry_poll_seconds": 1}, "greater than or equal to 5"),
+        ("online", {"max_rows": 0}, "greater than or equal to 1"),
+        ("online", {"refresh_seconds": "often"}, "valid integer"),
+        ("online", {"max_body_bytes": 10}, "greater than or equal to 1024"),
     ],
 )
-def test_bad_automation_setting_names_the_field(
-    tmp_path: Path, setting: dict[str, object], complaint: str
+def test_bad_service_setting_names_the_field(
+    tmp_path: Path, section: str, setting: dict[str, object], complaint: str
 ) -> None:
-    message = _error(tmp_path, lambda raw: raw.update(automation=setting))
+    message = _error(tmp_path, lambda raw: raw.update({section: setting}))
     [field] = setting
-    assert f"automation.{field}" in message
+    assert f"{section}.{field}" in message
     assert complaint in message
 
 

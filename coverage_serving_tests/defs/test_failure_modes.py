@@ -1,7 +1,6 @@
 """Failure modes seen through Dagster: the run fails, the UI gets structured metadata, the
 tables keep what they held; and the quarantine policy. Real DuckDB file, real sqlite registry."""
 
-import socket
 from datetime import date
 
 import dagster as dg
@@ -19,6 +18,7 @@ from coverage_serving.core.tables import (
 )
 from coverage_serving.definitions import resources_for_deployment
 from coverage_serving.defs.assets import build_model_assets
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
@@ -223,10 +223,7 @@ def test_a_password_in_the_registry_uri_never_reaches_logs_or_metadata(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     secret = "hunter2-do-not-log"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://svc:{secret}@127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://svc:{secret}@127.0.0.1:{free_port()}")
     config = small_config.model_copy(
         update={"registry": small_config.registry.model_copy(update={"request_retries": 0})}
     )

@@ -2,7 +2,6 @@
 moves, tick by tick."""
 
 import json
-import socket
 
 import dagster as dg
 import mlflow
@@ -13,6 +12,7 @@ from coverage_serving.definitions import build_definitions
 from coverage_serving.defs.resources import RegistryResource
 from coverage_serving.defs.sensors import registry_sensor_name
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.settings import LocalState
 from coverage_serving_tests.registry_helpers import Constant, register_version
 
@@ -177,9 +177,7 @@ def test_an_unservable_version_is_recorded_but_never_scored(
 def test_an_unreachable_registry_skips_the_tick_and_keeps_the_cursor(
     small_config: ServingConfig, state: LocalState
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
 
     result = tick(small_config, state, cursor='{"versions": [1], "served": 1}', tracking_uri=closed)
 

@@ -19,10 +19,11 @@ import yaml
 
 from coverage_serving.config import ServingConfig, load_serving_config
 from coverage_serving.definitions import build_definitions
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.runner import run_main_jobs
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving_tests.conftest import SMALL_CONFIG
-from coverage_serving_tests.processes import answers, free_port, stop, wait_for
+from coverage_serving_tests.processes import answers, stop, wait_for
 
 POLL_SECONDS = 5  # the sensors' interval in this config: the smallest the config allows
 

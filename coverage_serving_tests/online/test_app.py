@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 
 from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.online import app as online_app
 from coverage_serving.online.app import build_app
 from coverage_serving.registry import ModelRegistry, RequestPolicy
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.online.conftest import PARTITION
-from coverage_serving_tests.processes import free_port
 from coverage_serving_tests.registry_helpers import Constant, register_version
 
 KEYS = {"store": "store_id", "grid": "grid_id"}

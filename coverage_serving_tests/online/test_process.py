@@ -13,11 +13,12 @@ import pytest
 
 from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.demo.emulator import free_port
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_CONFIG
 from coverage_serving_tests.online.conftest import PARTITION
-from coverage_serving_tests.processes import answers, free_port, stop, wait_for
+from coverage_serving_tests.processes import answers, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
