@@ -16,7 +16,7 @@ export COVERAGE_SERVING_HOME ?= $(CURDIR)/.coverage_serving
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv>=0.9,<1"
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e ".[dev]"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e ".[dev]"
 	touch $@
 
 install: $(INSTALLED)

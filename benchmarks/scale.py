@@ -174,7 +174,9 @@ def product_run(home: Path, first: str, last: str, assets: str) -> dict[str, Any
         asset_selection={dg.AssetKey(key) for key in selection}
     )
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dg.DagsterInstance.ephemeral() as instance:
+    # The persistent instance in $DAGSTER_HOME, as in a deployment: the scoring run finds the
+    # features run's record that the snapshot passed the input contract in force.
+    with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
         result = job.execute_in_process(
             tags=partition_range_tags(Partition.parse(first), Partition.parse(last)),
@@ -185,13 +187,15 @@ def product_run(home: Path, first: str, last: str, assets: str) -> dict[str, Any
         )
         seconds = time.perf_counter() - started
         materialised = result.asset_materializations_for_node(selection[0])
-    # One materialisation per partition (predictions), or one for the run's partitions.
-    rows = sum(
-        int(m.metadata[key].value)
-        for m in materialised
-        for key in ("dagster/row_count", "rows_in_run")
-        if key in m.metadata
-    )
+    # Predictions record each partition's rows; a features run over several partitions records
+    # all of them on every partition's materialisation (rows_by_partition).
+    rows_by_partition: dict[str, int] = {}
+    for m in materialised:
+        if "rows_by_partition" in m.metadata:
+            rows_by_partition |= m.metadata["rows_by_partition"].value
+        elif "dagster/row_count" in m.metadata:
+            rows_by_partition[str(m.partition)] = int(m.metadata["dagster/row_count"].value)
+    rows = sum(rows_by_partition.values())
     timings = {
         key: round(sum(float(m.metadata[key].value) for m in materialised if key in m.metadata), 2)
         for key in ("read_seconds", "validate_seconds", "score_seconds")

@@ -4,6 +4,8 @@ A violation raises ContractViolation naming the model, the partition, each faili
 check, how many rows failed and a sample of their keys.
 """
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -130,6 +132,22 @@ def input_schema(model: ModelConfig, partition: Partition | None = None) -> pa.D
     return _schema(
         features_table(model), model.key_columns, partition, {"contract": "input"}, categories
     )
+
+
+def contract_version(schema: pa.DataFrameSchema) -> str:
+    """A digest of what the schema checks: columns, types, nullability, checks and their
+    values. Pandera's repr leaves the checks out, so the digest is built here."""
+    described = {
+        name: [
+            str(column.dtype),
+            column.nullable,
+            column.coerce,
+            [[check.name, check.statistics] for check in column.checks],
+        ]
+        for name, column in schema.columns.items()
+    } | {"unique": schema.unique, "strict": schema.strict}
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def output_schema(model: ModelConfig, partition: Partition | None = None) -> pa.DataFrameSchema:

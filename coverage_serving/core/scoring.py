@@ -26,6 +26,10 @@ class Lineage:
     scored_at: pd.Timestamp
     dagster_run_id: str
 
+    def columns(self) -> dict[str, object]:
+        """The lineage columns of the prediction table and their one value for the partition."""
+        return asdict(self)
+
     @classmethod
     def of(cls, model: LoadedModel, dagster_run_id: str) -> "Lineage":
         return cls(
@@ -49,24 +53,21 @@ def score_partition(
     lineage, that passed the output contract."""
     check_signature(config, model.ref.version, model.input_types)
     valid = enforce_input_contract(config, partition, features)
-    return score_valid_features(config, model, partition, valid, lineage)
+    scored = score_valid_features(config, model, partition, valid)
+    return scored.assign(**lineage.columns())
 
 
 def score_valid_features(
-    config: ModelConfig,
-    model: LoadedModel,
-    partition: Partition,
-    features: pd.DataFrame,
-    lineage: Lineage,
+    config: ModelConfig, model: LoadedModel, partition: Partition, features: pd.DataFrame
 ) -> pd.DataFrame:
-    """score_partition for features that already passed the input contract."""
+    """Keys, market, month and predictions for features that already passed the input
+    contract, checked by the output contract. Lineage is the caller's to add: the batch adds
+    it at the swap, once per partition, not once per row."""
     features = features.reset_index(drop=True)
     predictions = predict_in_chunks(config, model, features[config.feature_columns])
     rows = pd.concat(
         [features[[*config.key_columns, "market", "month"]], predictions], axis="columns"
     )
-    rows = rows.assign(**asdict(lineage))
-    rows["model_version"] = rows["model_version"].astype("int64")
     return enforce_output_contract(config, partition, rows)
 
 

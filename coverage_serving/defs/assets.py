@@ -15,6 +15,7 @@ from coverage_serving.core.contracts import (
     ContractViolation,
     TooManyRejectedRows,
     check_signature,
+    contract_version,
     input_schema,
     output_schema,
 )
@@ -43,6 +44,9 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     partitions = model_partitions(model)
     features_key, predictions_key = features_asset_key(model), predictions_asset_key(model)
     quarantine = model.invalid_rows == InvalidRows.QUARANTINE
+    # The snapshot's code version is its input contract: Dagster records it on every
+    # partition written and shows partitions written under an older contract as changed.
+    input_contract = contract_version(input_schema(model))
 
     @dg.asset(
         key=features_key,
@@ -51,6 +55,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         backfill_policy=dg.BackfillPolicy.single_run(),
         # Runs writing one table take turns where the instance limits pools (docs/deploying.md).
         pool=features_key.to_user_string(),
+        code_version=input_contract,
         group_name=model.name,
         description=f"Feature snapshot of {model.name!r}, checked against its input contract.",
         metadata=_table_metadata(input_schema(model), features_table(model).qualified_name),
@@ -106,7 +111,10 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         store = warehouse.open()
 
         def score(partition: Partition) -> StepResult:
-            result = score_into_table(store, model, loaded, partition, context.run_id)
+            checked = _written_under(context.instance, features_key, partition, input_contract)
+            result = score_into_table(
+                store, model, loaded, partition, context.run_id, snapshot_checked=checked
+            )
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=predictions_key,
@@ -189,6 +197,20 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
 
 def _run_partitions(context: dg.AssetExecutionContext) -> list[Partition]:
     return [Partition.parse(key) for key in context.partition_keys]
+
+
+def _written_under(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, partition: Partition, code_version: str
+) -> bool:
+    """Whether the partition's latest snapshot was written by this code version, i.e. passed
+    the input contract in force now. A snapshot written any other way is checked again."""
+    found = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition.key]), limit=1
+    ).records
+    materialization = found[0].asset_materialization if found else None
+    return materialization is not None and (
+        materialization.tags.get("dagster/code_version") == code_version
+    )
 
 
 def _load_served_model(

@@ -36,6 +36,17 @@ class TableSpec:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def without(self, names: Iterable[str]) -> "TableSpec":
+        """The table less the named columns: what is staged row by row when those columns
+        are constants added at the swap."""
+        dropped = set(names)
+        unknown = sorted(dropped - set(self.column_names))
+        if unknown:
+            raise WarehouseError(f"{self.qualified_name} has no column(s) {unknown}")
+        return TableSpec(
+            self.schema, self.name, tuple(c for c in self.columns if c.name not in dropped)
+        )
+
 
 # A partition's rows: one frame, or chunks of it streamed one at a time.
 Rows = pd.DataFrame | Iterable[pd.DataFrame]
@@ -52,6 +63,9 @@ class Staged:
 
 # Called with the staged rows' summary before the swap; raising keeps the old rows.
 Verify = Callable[[Staged], None]
+# Columns with one value for the whole partition (lineage): added by the swap's INSERT, so
+# they are not converted, staged and compressed once per row (a third of the staging time).
+Constants = Mapping[str, object]
 
 
 class Warehouse(Protocol):
@@ -72,13 +86,15 @@ class Warehouse(Protocol):
         partition: Partition,
         rows: Rows,
         *,
+        constants: Constants | None = None,
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
     ) -> int:
-        """Stage `rows` (chunk by chunk), let `verify` judge the staged whole (its duplicate
-        `keys` included), then swap the partition's rows for them atomically: readers see old
-        or new, never both. No rows is refused unless `allow_empty`."""
+        """Stage `rows` (chunk by chunk; every column but the `constants`), let `verify` judge
+        the staged whole (its duplicate `keys` included), then swap the partition's rows for
+        them, with the constants, atomically: readers see old or new, never both. No rows is
+        refused unless `allow_empty`."""
         ...
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
@@ -129,22 +145,31 @@ def check_rows_fit_partition(table: TableSpec, partition: Partition, rows: pd.Da
         raise WarehouseError(
             f"rows for {table.qualified_name}, partition {partition}, lack columns {missing}"
         )
-    months = pd.to_datetime(rows["month"]).dt.date
-    stray = rows[(rows["market"] != partition.market) | (months != partition.month)]
-    if not stray.empty:
+    # Vectorised on datetime64: per-row date objects cost a fifth of the staging time.
+    days = pd.to_datetime(rows["month"]).dt.floor("D")
+    stray = (rows["market"] != partition.market) | (days != pd.Timestamp(partition.month))
+    if stray.any():
+        first = stray.to_numpy().argmax()
         raise WarehouseError(
-            f"{len(stray)} rows for {table.qualified_name} do not belong to partition "
-            f"{partition} (e.g. market={stray['market'].iloc[0]!r}, month={months[stray.index[0]]})"
+            f"{int(stray.sum())} rows for {table.qualified_name} do not belong to partition "
+            f"{partition} (e.g. market={rows['market'].iloc[first]!r}, "
+            f"month={days.iloc[first].date()})"
         )
 
 
 def arrow_to_frame(arrow: pa.Table | pa.RecordBatch, table: TableSpec) -> pd.DataFrame:
     """Rows read from any warehouse as one kind of frame: DATE as datetime64[us], TIMESTAMP
     in UTC, the table's columns in order."""
-    frame = arrow.to_pandas(date_as_object=False)
+    # Selected and cast in Arrow: pandas conversions after to_pandas copied every chunk.
+    arrow = arrow.select(table.column_names)
     for column in table.columns:
         if column.kind == "date":
-            frame[column.name] = pd.to_datetime(frame[column.name]).astype("datetime64[us]")
-        elif column.kind == "timestamp":
+            index = arrow.schema.get_field_index(column.name)
+            arrow = arrow.set_column(
+                index, column.name, arrow.column(index).cast(pa.timestamp("us"))
+            )
+    frame = arrow.to_pandas()
+    for column in table.columns:
+        if column.kind == "timestamp":
             frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
-    return frame[table.column_names]
+    return frame

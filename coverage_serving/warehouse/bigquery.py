@@ -19,6 +19,7 @@ from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
+    Constants,
     Rows,
     Staged,
     TableSpec,
@@ -129,20 +130,23 @@ class BigQueryWarehouse:
         partition: Partition,
         rows: Rows,
         *,
+        constants: Constants | None = None,
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
     ) -> int:
+        constants = constants or {}
+        staged_table = table.without(constants)
         with self._connect() as clients, _as_warehouse_errors(table, partition, "replacing"):
             target = self._create_if_missing(clients.rest, table)
-            staging = self._create_staging(clients.rest, table)
+            staging = self._create_staging(clients.rest, staged_table)
             try:
                 for chunk in chunks_of(rows):
-                    check_rows_fit_partition(table, partition, chunk)
-                    self._stage(clients.rest, table, staging, chunk)
+                    check_rows_fit_partition(staged_table, partition, chunk)
+                    self._stage(clients.rest, staged_table, staging, chunk)
                 staged = self._summarise(clients.rest, staging, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(clients.rest, target, staging, table, partition)
+                self._swap(clients.rest, target, staging, table, partition, constants)
             finally:
                 clients.rest.delete_table(staging, not_found_ok=True)
         return staged.rows
@@ -182,12 +186,25 @@ class BigQueryWarehouse:
         staging: str,
         table: TableSpec,
         partition: Partition,
+        constants: Constants,
     ) -> None:
-        """Delete the partition's rows and insert the staged ones in one transaction: readers
-        see the old rows or the new rows. A failed statement rolls the whole script back."""
+        """Delete the partition's rows and insert the staged ones, with the constants, in one
+        transaction: readers see the old rows or the new rows. A failed statement rolls the
+        whole script back."""
+        kinds = {c.name: c.kind for c in table.columns}
+        job_config = partition_parameters(partition)
+        job_config.query_parameters = [
+            *job_config.query_parameters,
+            *(
+                bigquery.ScalarQueryParameter(f"constant_{i}", BQ_TYPES[kinds[name]], value)
+                for i, (name, value) in enumerate(constants.items())
+            ),
+        ]
         client.query(
-            replace_partition_sql(target, staging, table.column_names),
-            job_config=partition_parameters(partition),
+            replace_partition_sql(
+                target, staging, table.without(constants).column_names, list(constants)
+            ),
+            job_config=job_config,
         ).result()
 
     def _create_staging(self, client: bigquery.Client, table: TableSpec) -> str:
@@ -282,14 +299,20 @@ def latest_row_sql(table_id: str, columns: list[str], keys: list[str]) -> str:
     )
 
 
-def replace_partition_sql(target: str, staging: str, columns: list[str]) -> str:
+def replace_partition_sql(
+    target: str, staging: str, staged: Sequence[str], constants: Sequence[str] = ()
+) -> str:
     # @month is bound as a DATE: BigQuery rejects a DATE compared with a timestamp literal
     # (dagster#13147), which the emulator would accept, so the unit tests pin this text.
-    names = ", ".join(f"`{c}`" for c in columns)
+    # Constant i is the query parameter @constant_i.
+    names = ", ".join(f"`{c}`" for c in [*staged, *constants])
+    values = ", ".join(
+        [*(f"`{c}`" for c in staged), *(f"@constant_{i}" for i in range(len(constants)))]
+    )
     return (
         "BEGIN TRANSACTION;\n"
         f"DELETE FROM `{target}` WHERE market = @market AND month = @month;\n"
-        f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;\n"
+        f"INSERT INTO `{target}` ({names}) SELECT {values} FROM `{staging}`;\n"
         "COMMIT TRANSACTION;"
     )
 

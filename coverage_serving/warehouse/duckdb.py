@@ -6,11 +6,13 @@ from contextlib import AbstractContextManager, contextmanager
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
+    Constants,
     Rows,
     Staged,
     TableSpec,
@@ -80,21 +82,24 @@ class DuckDBWarehouse:
         partition: Partition,
         rows: Rows,
         *,
+        constants: Constants | None = None,
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
     ) -> int:
+        constants = constants or {}
+        staged_table = table.without(constants)
         with self._connect() as con:
             self._create_if_missing(con, table)
             # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
             # have to fit in memory. Its name is unique; a crash leaves only this table behind.
             staging = f"{_quote(STAGING_SCHEMA)}.{_quote(f'{table.name}_{uuid.uuid4().hex[:12]}')}"
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
-            con.execute(f"CREATE TABLE {staging} ({_ddl(table.columns)})")
+            con.execute(f"CREATE TABLE {staging} ({_ddl(staged_table.columns)})")
             try:
-                staged = self._stage_all(con, table, partition, staging, rows, keys)
+                staged = self._stage_all(con, staged_table, partition, staging, rows, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(con, table, partition, staging)
+                self._swap(con, table, partition, staging, constants)
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
         return staged.rows
@@ -135,7 +140,7 @@ class DuckDBWarehouse:
             for chunk in chunks_of(rows):
                 self._stage(con, table, partition, staging, chunk)
             return self._summarise(con, staging, keys)
-        except duckdb.Error as err:
+        except (duckdb.Error, pa.ArrowException) as err:  # Arrow: a value of the wrong type
             raise WarehouseError(
                 f"staging rows for partition {partition} of {table.qualified_name} "
                 f"failed, old rows kept: {err}"
@@ -151,7 +156,10 @@ class DuckDBWarehouse:
     ) -> None:
         check_rows_fit_partition(table, partition, chunk)
         casts = ", ".join(f"CAST({_quote(c.name)} AS {SQL_TYPES[c.kind]})" for c in table.columns)
-        con.register("staged_chunk", chunk[table.column_names])
+        # As Arrow: DuckDB scans a pandas text column holding the GIL vector by vector, which
+        # stalls behind the scoring threads; one conversion here, then the scan runs without it.
+        arrow = pa.Table.from_pandas(chunk[table.column_names], preserve_index=False)
+        con.register("staged_chunk", arrow)
         try:
             con.execute(f"INSERT INTO {staging} SELECT {casts} FROM staged_chunk")
         finally:
@@ -175,15 +183,28 @@ class DuckDBWarehouse:
         )
 
     def _swap(
-        self, con: duckdb.DuckDBPyConnection, table: TableSpec, partition: Partition, staging: str
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: TableSpec,
+        partition: Partition,
+        staging: str,
+        constants: Constants,
     ) -> None:
+        staged = [_quote(c) for c in table.without(constants).column_names]
+        kinds = {c.name: c.kind for c in table.columns}
+        values = [f"CAST(? AS {SQL_TYPES[kinds[name]]})" for name in constants]
+        names = ", ".join([*staged, *(_quote(name) for name in constants)])
         try:
             con.execute("BEGIN TRANSACTION")
             con.execute(
                 f"DELETE FROM {_table(table)} WHERE market = ? AND month = ?",
                 [partition.market, partition.month],
             )
-            con.execute(f"INSERT INTO {_table(table)} SELECT * FROM {staging}")
+            con.execute(
+                f"INSERT INTO {_table(table)} ({names}) "
+                f"SELECT {', '.join([*staged, *values])} FROM {staging}",
+                list(constants.values()),
+            )
             con.execute("COMMIT")
         except duckdb.Error as err:
             con.execute("ROLLBACK")

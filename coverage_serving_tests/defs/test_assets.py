@@ -99,6 +99,39 @@ def test_materialisation_metadata_and_checks(materialize: Materialize) -> None:
     assert checks["output_contract"].metadata["rows_checked"].value == SMALL_ROWS["grid_cells"]
 
 
+def test_scoring_trusts_a_snapshot_only_under_the_contract_it_was_checked_by(
+    small_config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    warehouse: DuckDBWarehouse,
+    materialize: Materialize,
+) -> None:
+    model = small_config.models["store"]
+    first = materialize("store")
+    [scored] = first.asset_materializations_for_node("store_predictions")
+    assert scored.metadata["input_contract"].value == "checked when the snapshot was written"
+    before = warehouse.read_partition(predictions_table(model), PARTITION)
+
+    # The contract narrows after the snapshot was written: a store type it holds is refused.
+    held = sorted(set(warehouse.read_partition(features_table(model), PARTITION)["store_type"]))
+    store_type = model.features["store_type"].model_copy(update={"values": held[1:]})
+    narrower = model.model_copy(update={"features": {**model.features, "store_type": store_type}})
+    result = dg.materialize(
+        build_model_assets(narrower),
+        selection=["store_predictions"],
+        partition_key=PARTITION.key,
+        resources=resources_for_deployment(small_config, state),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"column 'store_type': isin({held[1:]})" in str(failure.step_failure_data.error)
+    after = warehouse.read_partition(predictions_table(model), PARTITION)
+    pd.testing.assert_frame_equal(after, before)
+
+
 def materialize_all(
     config: ServingConfig, state: LocalState, name: str, only: str | None = None
 ) -> dg.ExecuteInProcessResult:

@@ -54,3 +54,30 @@ def check_latest_row(warehouse: Warehouse) -> None:
     assert warehouse.latest_row(TABLE, "ID", {"id": "k1"}).empty
     with pytest.raises(WarehouseError, match="no key column"):
         warehouse.latest_row(TABLE, "IN", {"id = id; --": "k1"})
+
+
+def check_constants(warehouse: Warehouse) -> None:
+    """Constant columns are added at the swap: the partition reads back as if every row had
+    carried them (a NULL and a timestamp included); a name that is not a column is refused."""
+    constants = {
+        "note": None,
+        "version": 7,
+        "scored_at": pd.Timestamp("2026-11-23 10:00:01.5", tz="UTC"),
+    }
+    written = rows(JANUARY, count=4)
+
+    count = warehouse.replace_partition(
+        TABLE, JANUARY, written.drop(columns=list(constants)), constants=constants
+    )
+
+    expected = written.assign(**constants)
+    found = warehouse.read_partition(TABLE, JANUARY).sort_values("id", ignore_index=True)
+    assert count == 4
+    assert found.drop(columns="month").astype(object).where(found.notna(), None).to_dict(
+        "records"
+    ) == expected.drop(columns="month").astype(object).where(expected.notna(), None).to_dict(
+        "records"
+    )
+    with pytest.raises(WarehouseError, match=r"serving\.scores has no column\(s\) \['notes'\]"):
+        warehouse.replace_partition(TABLE, FEBRUARY, written, constants={"notes": "x"})
+    assert warehouse.list_partitions(TABLE) == [JANUARY]

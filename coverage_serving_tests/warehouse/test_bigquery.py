@@ -27,6 +27,7 @@ from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     JANUARY,
     TABLE,
+    check_constants,
     check_latest_row,
     rows,
 )
@@ -133,7 +134,9 @@ def test_a_failing_swap_statement_rolls_back(
     # undo the DELETE.
     monkeypatch.setattr(
         "coverage_serving.warehouse.bigquery.replace_partition_sql",
-        lambda target, staging, columns: replace_partition_sql(target, f"{staging}_gone", columns),
+        lambda target, staging, *columns: replace_partition_sql(
+            target, f"{staging}_gone", *columns
+        ),
     )
 
     with pytest.raises(WarehouseError, match="old rows kept"):
@@ -185,6 +188,12 @@ def test_partition_sql_compares_dates_with_a_bound_date() -> None:
     )
 
 
+def test_constants_are_bound_parameters_of_the_swap() -> None:
+    sql = replace_partition_sql("p.d.t", "p.d.t__s", ["id", "month"], ["model", "scored_at"])
+    assert "INSERT INTO `p.d.t` (`id`, `month`, `model`, `scored_at`) " in sql
+    assert "SELECT `id`, `month`, @constant_0, @constant_1 FROM `p.d.t__s`;" in sql
+
+
 def test_partition_values_are_bound_as_string_and_date() -> None:
     parameters = partition_parameters(JANUARY).query_parameters
     assert [(p.name, p.type_, p.value) for p in parameters] == [
@@ -201,6 +210,10 @@ def test_bigquery_needs_its_project_and_dataset(
 
     with pytest.raises(ValueError, match="needs BIGQUERY_PROJECT to be set"):
         warehouse_for_deployment(LocalState(tmp_path))
+
+
+def test_constant_columns_are_added_at_the_swap(warehouse: BigQueryWarehouse) -> None:
+    check_constants(warehouse)
 
 
 def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: BigQueryWarehouse) -> None:

@@ -15,6 +15,7 @@ from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     JANUARY,
     TABLE,
+    check_constants,
     check_latest_row,
     rows,
 )
@@ -163,6 +164,10 @@ def test_a_hostile_market_value_is_only_data(warehouse: DuckDBWarehouse, databas
 
     assert warehouse.list_partitions(TABLE) == [JANUARY, hostile]
     assert len(warehouse.read_partition(TABLE, hostile)) == 3
+
+
+def test_constant_columns_are_added_at_the_swap(warehouse: DuckDBWarehouse) -> None:
+    check_constants(warehouse)
 
 
 def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: DuckDBWarehouse) -> None:
