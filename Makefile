@@ -54,7 +54,7 @@ serve: $(INSTALLED)
 
 # The scale benchmarks with the Spark peer (benchmarks/README.md); not part of `make test`.
 bench: $(INSTALLED)
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e ".[dev,bench]"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e ".[dev,bench]"
 	$(BIN)/python benchmarks/scale.py --spark
 
 clean:
