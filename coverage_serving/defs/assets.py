@@ -21,7 +21,7 @@ from coverage_serving.core.contracts import (
 )
 from coverage_serving.core.tables import features_table, predictions_table, rejected_table
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
-from coverage_serving.defs.partitions import model_partitions
+from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.errors import ServingError, UnservableModelError
@@ -196,7 +196,16 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
 
 
 def _run_partitions(context: dg.AssetExecutionContext) -> list[Partition]:
-    return [Partition.parse(key) for key in context.partition_keys]
+    keys = context.partition_keys
+    if not keys:
+        # Dagster accepts a range whose ends are out of partition order and selects nothing.
+        tags = context.run.tags
+        raise dg.Failure(
+            description=f"the run's partition range {tags.get(RANGE_START_TAG)}..."
+            f"{tags.get(RANGE_END_TAG)} selects no partition (ends out of order?): "
+            "nothing was done"
+        )
+    return [Partition.parse(key) for key in keys]
 
 
 def _written_under(

@@ -19,7 +19,7 @@ from coverage_serving.defs.assets import (
     build_version_asset,
     model_versions_partitions,
 )
-from coverage_serving.defs.partitions import all_partitions_tags
+from coverage_serving.defs.partitions import all_partitions_tags, partition_range_tags
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
@@ -130,6 +130,26 @@ def test_scoring_trusts_a_snapshot_only_under_the_contract_it_was_checked_by(
     assert f"column 'store_type': isin({held[1:]})" in str(failure.step_failure_data.error)
     after = warehouse.read_partition(predictions_table(model), PARTITION)
     pd.testing.assert_frame_equal(after, before)
+
+
+def test_a_partition_range_that_selects_nothing_fails_naming_it(
+    small_config: ServingConfig, state: LocalState
+) -> None:
+    # Markets run in config order (IN, ID): this range's ends are reversed.
+    result = dg.materialize(
+        build_model_assets(small_config.models["store"]),
+        tags=partition_range_tags(
+            Partition.parse("ID|2026-01-01"), Partition.parse("IN|2026-02-01")
+        ),
+        resources=resources_for_deployment(small_config, state),
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "partition range ID|2026-01-01...IN|2026-02-01 selects no partition" in str(
+        failure.step_failure_data.user_failure_data.description
+    )
 
 
 def materialize_all(

@@ -1,5 +1,6 @@
-"""Two runs writing the same partition at once, as two `dagster asset materialize` processes
-on one real Dagster instance: the table's pool makes them take turns."""
+"""Runs at once, as `dagster asset materialize` processes on one real Dagster instance: two
+runs writing the same partition take turns (the table's pool); runs writing different tables
+run in parallel."""
 
 import os
 import subprocess
@@ -25,30 +26,10 @@ STEPS = ("store_features", "store_predictions")
 def test_two_runs_of_one_partition_take_turns_and_leave_one_version(
     small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
 ) -> None:
-    environment = {
-        **os.environ,
-        HOME_VAR: str(state.home),
-        "DAGSTER_HOME": str(state.dagster_home),
-        "COVERAGE_SERVING_CONFIG": str(SMALL_CONFIG),
-    }
-    command = [
-        *(str(Path(sys.executable).parent / "dagster"), "asset", "materialize"),
-        *("-m", "coverage_serving.definitions", "--select", ",".join(STEPS)),
-        *("--partition", PARTITION),
-    ]
-    # The instance's storage exists before the runs, as under `make dev`: two processes
-    # creating sqlite tables at once is a race of the test's making.
-    dg.DagsterInstance.from_config(str(state.dagster_home)).dispose()
-    runs = [
-        subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=300)[0].decode() for run in runs]
-
-    assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    with dg.DagsterInstance.from_config(str(state.dagster_home)) as instance:
-        run_ids = [record.dagster_run.run_id for record in instance.get_run_records()]
-        windows = {run_id: _step_windows(instance, run_id) for run_id in run_ids}
+    windows = _materialize_at_once(
+        state, [["--select", ",".join(STEPS), "--partition", PARTITION]] * 2
+    )
+    run_ids = list(windows)
     assert len(run_ids) == 2
     for step in STEPS:
         first, second = sorted(windows[run_id][step] for run_id in run_ids)
@@ -59,6 +40,64 @@ def test_two_runs_of_one_partition_take_turns_and_leave_one_version(
     assert len(rows) == SMALL_ROWS["stores"] and rows["store_id"].is_unique
     assert rows["dagster_run_id"].nunique() == 1
     assert rows["dagster_run_id"].iloc[0] in run_ids
+
+
+def test_runs_of_different_tables_run_in_parallel_processes(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    every_partition = "IN|2026-01-01...ID|2026-02-01"  # markets in config order
+    selections = [
+        ["--select", f"{name}_features,{name}_predictions", "--partition-range", every_partition]
+        for name in ("store", "grid")
+    ]
+
+    windows = _materialize_at_once(state, selections)
+
+    busy = sorted(
+        (min(start for start, _ in steps.values()), max(end for _, end in steps.values()))
+        for steps in windows.values()
+    )
+    assert len(busy) == 2 and busy[1][0] < busy[0][1], f"the runs did not overlap: {busy}"
+    for name, source in (("store", "stores"), ("grid", "grid_cells")):
+        table = predictions_table(small_config.models[name])
+        assert len(warehouse.list_partitions(table)) == 4
+        rows = warehouse.read_partition(table, Partition.parse(PARTITION))
+        assert len(rows) == SMALL_ROWS[source]
+
+
+def _materialize_at_once(
+    state: LocalState, selections: list[list[str]]
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Start one `dagster asset materialize` process per selection at once; when all have
+    succeeded, each run's step windows by run id."""
+    environment = {
+        **os.environ,
+        HOME_VAR: str(state.home),
+        "DAGSTER_HOME": str(state.dagster_home),
+        "COVERAGE_SERVING_CONFIG": str(SMALL_CONFIG),
+    }
+    dagster = str(Path(sys.executable).parent / "dagster")
+    # The instance's storage exists before the runs, as under `make dev`: two processes
+    # creating sqlite tables at once is a race of the test's making.
+    dg.DagsterInstance.from_config(str(state.dagster_home)).dispose()
+    runs = [
+        subprocess.Popen(
+            [dagster, "asset", "materialize", "-m", "coverage_serving.definitions", *selection],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for selection in selections
+    ]
+    outputs = [run.communicate(timeout=300)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(runs), "".join(
+        output[-3000:] for output in outputs
+    )
+    with dg.DagsterInstance.from_config(str(state.dagster_home)) as instance:
+        records = instance.get_run_records()
+        return {
+            r.dagster_run.run_id: _step_windows(instance, r.dagster_run.run_id) for r in records
+        }
 
 
 def _step_windows(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
