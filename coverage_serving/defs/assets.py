@@ -23,7 +23,7 @@ from coverage_serving.core.tables import features_table, predictions_table, reje
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
 from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
-from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
+from coverage_serving.defs.tags import CODE_VERSION_TAG, PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel, ModelRegistry, redact
@@ -46,7 +46,8 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     quarantine = model.invalid_rows == InvalidRows.QUARANTINE
     # The snapshot's code version is its input contract: Dagster records it on every
     # partition written and shows partitions written under an older contract as changed.
-    input_contract = contract_version(input_schema(model))
+    input_contract_schema = input_schema(model)
+    input_contract = contract_version(input_contract_schema)
 
     @dg.asset(
         key=features_key,
@@ -58,7 +59,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         code_version=input_contract,
         group_name=model.name,
         description=f"Feature snapshot of {model.name!r}, checked against its input contract.",
-        metadata=_table_metadata(input_schema(model), features_table(model).qualified_name),
+        metadata=_table_metadata(input_contract_schema, features_table(model).qualified_name),
         check_specs=[
             dg.AssetCheckSpec(INPUT_CHECK, asset=features_key),
             *([_rejected_rows_spec(model, features_key)] if quarantine else []),
@@ -218,7 +219,7 @@ def _written_under(
     ).records
     materialization = found[0].asset_materialization if found else None
     return materialization is not None and (
-        materialization.tags.get("dagster/code_version") == code_version
+        materialization.tags.get(CODE_VERSION_TAG) == code_version
     )
 
 

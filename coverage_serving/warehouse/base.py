@@ -36,6 +36,9 @@ class TableSpec:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def kind(self, name: str) -> ColumnKind:
+        return next(c.kind for c in self.columns if c.name == name)
+
     def without(self, names: Iterable[str]) -> "TableSpec":
         """The table less the named columns: what is staged row by row when those columns
         are constants added at the swap."""

@@ -146,7 +146,7 @@ class BigQueryWarehouse:
                     self._stage(clients.rest, staged_table, staging, chunk)
                 staged = self._summarise(clients.rest, staging, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(clients.rest, target, staging, table, partition, constants)
+                self._swap(clients.rest, target, staging, table, staged_table, partition, constants)
             finally:
                 clients.rest.delete_table(staging, not_found_ok=True)
         return staged.rows
@@ -165,9 +165,8 @@ class BigQueryWarehouse:
 
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
         require_key_columns(table, key)
-        kinds = {c.name: c.kind for c in table.columns}
         parameters = [bigquery.ScalarQueryParameter("market", "STRING", market)] + [
-            bigquery.ScalarQueryParameter(f"key_{i}", BQ_TYPES[kinds[name]], value)
+            bigquery.ScalarQueryParameter(f"key_{i}", BQ_TYPES[table.kind(name)], value)
             for i, (name, value) in enumerate(key.items())
         ]
         with self._connect() as clients, _as_warehouse_errors(table, None, "reading"):
@@ -185,25 +184,23 @@ class BigQueryWarehouse:
         target: str,
         staging: str,
         table: TableSpec,
+        staged_table: TableSpec,
         partition: Partition,
         constants: Constants,
     ) -> None:
         """Delete the partition's rows and insert the staged ones, with the constants, in one
         transaction: readers see the old rows or the new rows. A failed statement rolls the
         whole script back."""
-        kinds = {c.name: c.kind for c in table.columns}
         job_config = partition_parameters(partition)
         job_config.query_parameters = [
             *job_config.query_parameters,
             *(
-                bigquery.ScalarQueryParameter(f"constant_{i}", BQ_TYPES[kinds[name]], value)
+                bigquery.ScalarQueryParameter(f"constant_{i}", BQ_TYPES[table.kind(name)], value)
                 for i, (name, value) in enumerate(constants.items())
             ),
         ]
         client.query(
-            replace_partition_sql(
-                target, staging, table.without(constants).column_names, list(constants)
-            ),
+            replace_partition_sql(target, staging, staged_table.column_names, list(constants)),
             job_config=job_config,
         ).result()
 

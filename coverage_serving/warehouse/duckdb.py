@@ -99,7 +99,7 @@ class DuckDBWarehouse:
             try:
                 staged = self._stage_all(con, staged_table, partition, staging, rows, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(con, table, partition, staging, constants)
+                self._swap(con, table, staged_table, partition, staging, constants)
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
         return staged.rows
@@ -186,13 +186,13 @@ class DuckDBWarehouse:
         self,
         con: duckdb.DuckDBPyConnection,
         table: TableSpec,
+        staged_table: TableSpec,
         partition: Partition,
         staging: str,
         constants: Constants,
     ) -> None:
-        staged = [_quote(c) for c in table.without(constants).column_names]
-        kinds = {c.name: c.kind for c in table.columns}
-        values = [f"CAST(? AS {SQL_TYPES[kinds[name]]})" for name in constants]
+        staged = [_quote(c) for c in staged_table.column_names]
+        values = [f"CAST(? AS {SQL_TYPES[table.kind(name)]})" for name in constants]
         names = ", ".join([*staged, *(_quote(name) for name in constants)])
         try:
             con.execute("BEGIN TRANSACTION")
