@@ -41,7 +41,7 @@ def main(name: str) -> None:
     table = predictions_table(model).qualified_name
     partitions = len(model_partitions(model).get_partition_keys())
 
-    version = train_demo_model(model, state.tracking_uri, state.mlflow_artifacts, model.alias)
+    version = train_demo_model(model, state.tracking_uri, model.alias)
     moved = time.monotonic()
     print(f"{model.registered_model}@{model.alias} -> version {version}")
     while time.monotonic() - moved < TIMEOUT_SECONDS:

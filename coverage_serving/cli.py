@@ -116,7 +116,7 @@ def train(config: ServingConfig, state: LocalState, name: str, alias: str | None
         )
         return 2
     model = config.models[name]
-    version = train_demo_model(model, state.tracking_uri, state.mlflow_artifacts, alias)
+    version = train_demo_model(model, state.tracking_uri, alias)
     moved = f"; alias {alias!r} now points at it" if alias else ""
     print(f"registered {model.registered_model} version {version}{moved}")
     return 0

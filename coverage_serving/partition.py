@@ -36,3 +36,7 @@ class Partition:
                 f"partition key {key!r} is not of the form MARKET|YYYY-MM-01 (e.g. IN|2026-01-01)"
             )
         return cls(market=market, month=parsed)
+
+
+def month_after(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)

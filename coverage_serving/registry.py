@@ -1,5 +1,6 @@
 """The model registry: resolve an alias to a concrete version and load that version once."""
 
+import functools
 import os
 import re
 import tempfile
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
@@ -15,14 +17,17 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
+from coverage_serving.settings import ARTIFACTS_DIR
 
 PICKLE_TRUST_VAR = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 RETRIES_VAR = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 BACKOFF_VAR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
 TIMEOUT_VAR = "MLFLOW_HTTP_REQUEST_TIMEOUT"
 TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
+SQLITE_PREFIX = "sqlite:///"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 T = TypeVar("T")
 
@@ -64,11 +69,6 @@ class LoadedModel:
     ref: ModelVersionRef
     pyfunc: Any  # mlflow.pyfunc.PyFuncModel
 
-    @property
-    def input_types(self) -> dict[str, str] | None:
-        """Signature input columns and their MLflow types, or None without a signature."""
-        return input_types(self.pyfunc.metadata)
-
     def predict(self, features: pd.DataFrame) -> Any:
         return self.pyfunc.predict(features)
 
@@ -96,6 +96,47 @@ def _quoted(name: str) -> str:
     return name.replace("'", "''")
 
 
+def artifact_root(tracking_uri: str) -> str | None:
+    """Where the experiments the platform creates keep their artifacts: beside a sqlite
+    registry's database; for a tracking server, its own artifact root (None). MLflow's default
+    for a sqlite registry would be ./mlruns of whatever directory the process runs in."""
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return None
+    return (Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent / ARTIFACTS_DIR).as_uri()
+
+
+def registry_client(tracking_uri: str) -> mlflow.MlflowClient:
+    """An MLflow client of the registry at `tracking_uri`."""
+    _create_sqlite_registry(tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@functools.cache
+def _create_sqlite_registry(tracking_uri: str) -> None:
+    # MLflow creates a sqlite registry, with its Default experiment, on first use, putting
+    # that experiment's artifacts under the current directory; created here first, they go
+    # with the registry's. Opening an existing registry changes nothing.
+    root = artifact_root(tracking_uri)
+    if root is not None:
+        SqlAlchemyStore(tracking_uri, root)
+
+
+def experiment_id(tracking_uri: str, name: str) -> str:
+    """The id of the experiment `name`, created with its artifacts where the registry keeps
+    them if it does not exist yet (or by another process meanwhile)."""
+    client = registry_client(tracking_uri)
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(tracking_uri))
+    except MlflowException:  # another process created it meanwhile
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 class ModelRegistry:
     def __init__(
         self,
@@ -106,7 +147,7 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.allow_pickled_models = allow_pickled_models
         self.requests = requests
-        self._client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._client = registry_client(tracking_uri)
 
     def resolve(self, name: str, alias: str) -> ModelVersionRef:
         """The version `alias` points at now; callers pin it for the rest of their run."""
@@ -204,13 +245,14 @@ class ModelRegistry:
             f"{self.requests.timeout_seconds}s per request): {redact(str(err))}"
         )
 
-    def load(self, ref: ModelVersionRef) -> LoadedModel:
-        """The version's pyfunc model, loaded once per process and version."""
+    def load(self, ref: ModelVersionRef) -> Any:
+        """The version's pyfunc model, loaded once per process and version. Whether it may
+        serve is core.served_version's to decide."""
         key = (self.tracking_uri, ref.name, ref.version, self.allow_pickled_models)
         with _CACHE_LOCK:
             if key not in _LOADED:
                 _LOADED[key] = self._download_and_load(ref)
-            return LoadedModel(ref=ref, pyfunc=_LOADED[key])
+            return _LOADED[key]
 
     def _download_and_load(self, ref: ModelVersionRef) -> Any:
         where = f"model {ref.name!r} version {ref.version}"

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOME_VAR = "COVERAGE_SERVING_HOME"
+# A sqlite registry keeps its artifacts in this directory beside its database file.
+ARTIFACTS_DIR = "mlartifacts"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +36,7 @@ class LocalState:
 
     @property
     def mlflow_artifacts(self) -> Path:
-        return self.home / "mlartifacts"
+        return self.home / ARTIFACTS_DIR
 
     @property
     def dagster_home(self) -> Path:

@@ -36,18 +36,23 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, small_config: Serving
     state.create()
     write_demo_sources(_warehouse(state), small_config, SMALL_ROWS)
     for model in small_config.models.values():
-        train_demo_model(model, state.tracking_uri, state.mlflow_artifacts, "champion")
+        train_demo_model(model, state.tracking_uri, "champion")
     return state.home
 
 
 @pytest.fixture
 def state(trained_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalState:
     """A private copy of the trained state directory, so a test can change it freely."""
-    home = tmp_path / "home"
-    shutil.copytree(trained_home, home)
-    monkeypatch.setenv(HOME_VAR, str(home))
+    return private_copy(trained_home, tmp_path, monkeypatch)
+
+
+def private_copy(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalState:
+    """A copy of the state directory `home` for one test, selected as the test's state."""
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    monkeypatch.setenv(HOME_VAR, str(copy))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return LocalState(home)
+    return LocalState(copy)
 
 
 @pytest.fixture

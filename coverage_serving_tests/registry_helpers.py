@@ -9,9 +9,9 @@ from mlflow.models import infer_signature
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.contracts import enforce_input_contract
 from coverage_serving.demo.data import GENERATORS
-from coverage_serving.demo.models import training_experiment
+from coverage_serving.demo.models import TRAINING_EXPERIMENT
 from coverage_serving.partition import Partition
-from coverage_serving.registry import using_tracking_uri
+from coverage_serving.registry import experiment_id, using_tracking_uri
 from coverage_serving.settings import LocalState
 
 EXAMPLE_PARTITION = Partition("IN", date(2026, 1, 1))
@@ -36,8 +36,8 @@ def register_version(
     example = enforce_input_contract(model, EXAMPLE_PARTITION, frame)[model.feature_columns]
     example = example.drop(columns=list(drop_features))
     client = mlflow.MlflowClient(state.tracking_uri)
-    experiment_id = training_experiment(client, state.mlflow_artifacts)
-    with using_tracking_uri(state.tracking_uri), mlflow.start_run(experiment_id=experiment_id):
+    training = experiment_id(state.tracking_uri, TRAINING_EXPERIMENT)
+    with using_tracking_uri(state.tracking_uri), mlflow.start_run(experiment_id=training):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=python_model,

@@ -15,7 +15,7 @@ from coverage_serving.config import ServingConfig
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
-from coverage_serving.registry import ModelRegistry, RequestPolicy, redact
+from coverage_serving.registry import ModelRegistry, RequestPolicy, input_types, redact
 from coverage_serving.settings import LocalState
 
 pytestmark = pytest.mark.integration
@@ -86,10 +86,11 @@ def test_a_version_is_loaded_once_per_process(state: LocalState) -> None:
     registry = ModelRegistry(state.tracking_uri, allow_pickled_models=True)
     ref = registry.resolve("coverage_store_model", "champion")
     first, second = registry.load(ref), registry.load(ref)
-    assert first.pyfunc is second.pyfunc
-    assert first.input_types is not None
-    assert first.input_types["store_type"] == "string"
-    assert first.input_types["latitude"] == "double"
+    assert first is second
+    types = input_types(first.metadata)
+    assert types is not None
+    assert types["store_type"] == "string"
+    assert types["latitude"] == "double"
 
 
 def test_a_pickled_model_is_refused_without_trust(state: LocalState) -> None:
@@ -103,8 +104,7 @@ def test_a_pickled_model_is_refused_without_trust(state: LocalState) -> None:
 def test_a_native_lightgbm_model_loads_without_pickle_trust(state: LocalState) -> None:
     registry = ModelRegistry(state.tracking_uri, allow_pickled_models=False)
     loaded = registry.load(registry.resolve("coverage_grid_model", "champion"))
-    assert loaded.input_types is not None
-    assert "population" in loaded.input_types
+    assert "population" in (input_types(loaded.metadata) or {})
 
 
 def test_missing_artifacts_fail_to_load(tmp_path: Path, small_config: ServingConfig) -> None:
@@ -127,9 +127,7 @@ def _own_registry(tmp_path: Path, small_config: ServingConfig) -> LocalState:
     # shared registry's artifacts serve every other test.
     own = LocalState(tmp_path / "own")
     own.create()
-    train_demo_model(
-        small_config.models["grid"], own.tracking_uri, own.mlflow_artifacts, "champion"
-    )
+    train_demo_model(small_config.models["grid"], own.tracking_uri, "champion")
     return own
 
 

@@ -7,19 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from coverage_serving.lineage import LINEAGE_COLUMN_NAMES
 from coverage_serving.partition import MARKET_CODE
 
 # Columns the platform adds to every prediction row; config columns may not reuse them.
 PARTITION_COLUMNS = ("market", "month")
-LINEAGE_COLUMNS = (
-    "model_name",
-    "model_version",
-    "model_alias",
-    "model_run_id",
-    "scored_at",
-    "dagster_run_id",
-)
-RESERVED_COLUMNS = frozenset(PARTITION_COLUMNS + LINEAGE_COLUMNS)
+RESERVED_COLUMNS = frozenset(PARTITION_COLUMNS + LINEAGE_COLUMN_NAMES)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")

@@ -20,12 +20,11 @@ from coverage_serving.core.contracts import (
     ContractViolation,
     TooManyRejectedRows,
     Violation,
-    check_signature,
     enforce_input_contract,
     screen_input,
 )
 from coverage_serving.core.pipeline import ahead
-from coverage_serving.core.scoring import Lineage, score_valid_features
+from coverage_serving.core.scoring import score_valid_features
 from coverage_serving.core.tables import (
     features_table,
     predictions_table,
@@ -33,6 +32,7 @@ from coverage_serving.core.tables import (
     source_table,
 )
 from coverage_serving.errors import EmptyPartitionError
+from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
@@ -102,7 +102,7 @@ class _Tally:
 
 
 def refresh_features(
-    warehouse: Warehouse, model: ModelConfig, partition: Partition, dagster_run_id: str
+    warehouse: Warehouse, model: ModelConfig, partition: Partition, run_id: str
 ) -> StepResult:
     """Copy the partition's source rows that pass the input contract into the feature table.
     Under the quarantine policy the invalid rows go to the rejected table instead, unless
@@ -137,7 +137,7 @@ def refresh_features(
         verify=verify,
     )
     if model.invalid_rows == InvalidRows.QUARANTINE:
-        result.details = _record_rejections(warehouse, model, partition, tally, dagster_run_id)
+        result.details = _record_rejections(warehouse, model, partition, tally, run_id)
     return result
 
 
@@ -146,7 +146,7 @@ def score_into_table(
     model: ModelConfig,
     loaded: LoadedModel,
     partition: Partition,
-    dagster_run_id: str,
+    run_id: str,
     *,
     snapshot_checked: bool = False,
 ) -> StepResult:
@@ -155,9 +155,8 @@ def score_into_table(
     The snapshot is checked against the input contract again unless `snapshot_checked` says
     it was written under the contract in force now: re-checking rows the features step
     checked cost a tenth of the scoring time (benchmarks/README.md)."""
-    check_signature(model, loaded.ref.version, loaded.input_types)
     result, tally = StepResult(), _Tally()
-    lineage = Lineage.of(loaded, dagster_run_id)  # one scored_at for the whole partition
+    lineage = Lineage.of(loaded.ref, run_id)  # one scored_at for the whole partition
     # float32 copies of the predictions for the summary: 4 bytes a row, not the frames.
     predicted: list[np.ndarray] = []
 
@@ -203,10 +202,7 @@ def score_into_table(
         verify=verify,
     )
     result.details = {
-        "model_name": loaded.ref.name,
-        "model_version": loaded.ref.version,
-        "model_alias": loaded.ref.alias,
-        "model_run_id": loaded.ref.run_id,
+        **lineage.version(),
         "input_contract": "checked when the snapshot was written"
         if snapshot_checked
         else "checked while scoring",
@@ -245,12 +241,12 @@ def _record_rejections(
     model: ModelConfig,
     partition: Partition,
     tally: _Tally,
-    dagster_run_id: str,
+    run_id: str,
 ) -> dict[str, Any]:
     """Replace the partition's rejections (none clears them) after its features were swapped."""
     table = rejected_table(model)
     rejections = pd.concat(tally.rejected).assign(
-        market=partition.market, month=partition.month, dagster_run_id=dagster_run_id
+        market=partition.market, month=partition.month, **{RUN_ID_COLUMN: run_id}
     )
     warehouse.replace_partition(table, partition, rejections, allow_empty=True)
     return {

@@ -1,45 +1,14 @@
 """Score one partition's feature rows with one loaded model version, adding lineage."""
 
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-
 import numpy as np
 import pandas as pd
 
 from coverage_serving.config import ModelConfig
-from coverage_serving.core.contracts import (
-    check_signature,
-    enforce_input_contract,
-    enforce_output_contract,
-)
+from coverage_serving.core.contracts import enforce_input_contract, enforce_output_contract
 from coverage_serving.errors import ModelOutputError
+from coverage_serving.lineage import Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
-
-
-@dataclass(frozen=True)
-class Lineage:
-    model_name: str
-    model_version: int
-    model_alias: str | None
-    model_run_id: str | None
-    scored_at: pd.Timestamp
-    dagster_run_id: str
-
-    def columns(self) -> dict[str, object]:
-        """The lineage columns of the prediction table and their one value for the partition."""
-        return asdict(self)
-
-    @classmethod
-    def of(cls, model: LoadedModel, dagster_run_id: str) -> "Lineage":
-        return cls(
-            model_name=model.ref.name,
-            model_version=model.ref.version,
-            model_alias=model.ref.alias,
-            model_run_id=model.ref.run_id,
-            scored_at=pd.Timestamp(datetime.now(UTC)).as_unit("ns"),
-            dagster_run_id=dagster_run_id,
-        )
 
 
 def score_partition(
@@ -50,8 +19,8 @@ def score_partition(
     lineage: Lineage,
 ) -> pd.DataFrame:
     """One prediction row per feature row (of a partition, or of one chunk of it), with
-    lineage, that passed the output contract."""
-    check_signature(config, model.ref.version, model.input_types)
+    lineage, that passed the output contract. `model` is servable: it came from the one
+    served-version decision (core.served_version)."""
     valid = enforce_input_contract(config, partition, features)
     scored = score_valid_features(config, model, partition, valid)
     return scored.assign(**lineage.columns())

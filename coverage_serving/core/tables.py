@@ -2,6 +2,7 @@
 the quarantine of rejected input rows."""
 
 from coverage_serving.config import ColumnSpec, ModelConfig
+from coverage_serving.lineage import RUN_ID_COLUMN, lineage_columns
 from coverage_serving.warehouse import Column, TableSpec
 
 SOURCE_SCHEMA = "source"
@@ -9,14 +10,7 @@ FEATURES_SCHEMA = "features"
 PREDICTIONS_SCHEMA = "serving"
 
 PARTITION_COLUMNS = (Column("market", "string"), Column("month", "date"))
-LINEAGE_COLUMNS = (
-    Column("model_name", "string"),
-    Column("model_version", "int"),
-    Column("model_alias", "string", nullable=True),
-    Column("model_run_id", "string", nullable=True),
-    Column("scored_at", "timestamp"),
-    Column("dagster_run_id", "string"),
-)
+LINEAGE_COLUMNS = tuple(Column(name, kind, nullable) for name, kind, nullable in lineage_columns())
 
 
 def _columns(specs: dict[str, ColumnSpec]) -> tuple[Column, ...]:
@@ -55,6 +49,6 @@ def rejected_table(model: ModelConfig) -> TableSpec:
         + (
             Column("failed_column", "string", nullable=True),
             Column("reason", "string"),
-            Column("dagster_run_id", "string"),
+            Column(RUN_ID_COLUMN, "string"),
         ),
     )

@@ -9,13 +9,11 @@ import json
 import time
 from dataclasses import dataclass, field
 
-import mlflow
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 
 from coverage_serving.core.batch import StepResult
 from coverage_serving.partition import Partition
-from coverage_serving.registry import ModelVersionRef
+from coverage_serving.registry import ModelVersionRef, experiment_id, registry_client
 
 EXPERIMENT = "coverage-serving-batch"
 DAGSTER_RUN_TAG = "dagster_run_id"
@@ -36,9 +34,9 @@ class BatchRun:
 def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
     """Log the finished batch run in MLflow; returns the MLflow run id. The run is terminated
     (FINISHED, or FAILED when a partition failed) whatever happens while logging."""
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
     created = client.create_run(
-        _experiment_id(client),
+        experiment_id(tracking_uri, EXPERIMENT),
         start_time=int(run.started * 1000),
         run_name=f"{run.model} v{run.ref.version} {run.dagster_run_id[:8]}",
         tags={
@@ -59,19 +57,6 @@ def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
     finally:
         client.set_terminated(run_id, status=status)
     return run_id
-
-
-def _experiment_id(client: mlflow.MlflowClient) -> str:
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(EXPERIMENT)
-    except MlflowException:  # another run created it meanwhile
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
 
 
 def _params(run: BatchRun) -> list[Param]:

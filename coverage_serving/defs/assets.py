@@ -14,16 +14,16 @@ from coverage_serving.core.batch import StepResult, refresh_features, score_into
 from coverage_serving.core.contracts import (
     ContractViolation,
     TooManyRejectedRows,
-    check_signature,
     contract_version,
     input_schema,
     output_schema,
 )
+from coverage_serving.core.served_version import Pin, load_served_model, served_version
 from coverage_serving.core.tables import features_table, predictions_table, rejected_table
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
 from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
-from coverage_serving.defs.tags import CODE_VERSION_TAG, PINNED_ALIAS_TAG, PINNED_VERSION_TAG
+from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel, ModelRegistry, redact
@@ -83,7 +83,13 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=predictions_key,
-        deps=[features],
+        # Each partition holds the predictions of one version, chosen per run (the alias's, or
+        # a pin); any registered version may be it, so every version is upstream. Which one
+        # made a partition is in its materialisation's `model_version`.
+        deps=[
+            features,
+            dg.AssetDep(version_asset_key(model), partition_mapping=dg.AllPartitionMapping()),
+        ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=predictions_key.to_user_string(),
@@ -171,13 +177,9 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
         try:
             details = models.describe(ref)
             signature = models.signature(ref)
+            reason = _unservable_reason(models, model, ref.version)
         except ServingError as err:
             raise dg.Failure(description=str(err), metadata=err.metadata()) from None
-        try:
-            check_signature(model, ref.version, signature)
-            reason = None
-        except UnservableModelError as err:
-            reason = str(err)
         yield dg.MaterializeResult(
             metadata={
                 **{k: v for k, v in details.items() if k != "metrics"},
@@ -194,6 +196,14 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
         )
 
     return versions
+
+
+def _unservable_reason(models: ModelRegistry, model: ModelConfig, version: int) -> str | None:
+    try:
+        served_version(models, model, Pin(version))
+    except UnservableModelError as err:
+        return str(err)
+    return None
 
 
 def _run_partitions(context: dg.AssetExecutionContext) -> list[Partition]:
@@ -230,16 +240,7 @@ def _load_served_model(
     partitions: list[Partition],
 ) -> LoadedModel:
     try:
-        ref = (
-            models.pinned(
-                model.registered_model,
-                int(run_tags[PINNED_VERSION_TAG]),
-                run_tags.get(PINNED_ALIAS_TAG),
-            )
-            if PINNED_VERSION_TAG in run_tags
-            else models.resolve(model.registered_model, model.alias)
-        )
-        return models.load(ref)
+        return load_served_model(models, model, pin_of(run_tags))
     except ServingError as err:
         keys = ", ".join(partition.key for partition in partitions)
         raise dg.Failure(

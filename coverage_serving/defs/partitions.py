@@ -6,7 +6,7 @@ from datetime import date
 import dagster as dg
 
 from coverage_serving.config import ModelConfig
-from coverage_serving.partition import Partition
+from coverage_serving.partition import Partition, month_after
 
 # The run tags a single-run backfill carries; dagster keeps the constants private.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -19,14 +19,10 @@ def model_partitions(model: ModelConfig) -> dg.MultiPartitionsDefinition:
             "market": dg.StaticPartitionsDefinition(model.markets),
             "month": dg.MonthlyPartitionsDefinition(
                 start_date=model.first_month.isoformat(),
-                end_date=_month_after(model.last_month).isoformat() if model.last_month else None,
+                end_date=month_after(model.last_month).isoformat() if model.last_month else None,
             ),
         }
     )
-
-
-def _month_after(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def partition_range_tags(first: Partition, last: Partition) -> dict[str, str]:

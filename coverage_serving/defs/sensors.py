@@ -1,61 +1,67 @@
-"""The registry sensor of a model: new versions become partitions of its version asset, and a
-move of the served alias rescores every partition of its prediction table with that version,
-in one run."""
+"""The registry sensor of a model: new registered versions become partitions of its version
+asset, and the prediction table is reconciled with the served alias. Desired: the servable
+version the alias points at. Actual: the version each partition holds (its latest
+materialisation, or the table's lineage where this Dagster instance has no record). Exactly the
+partitions that differ are rescored, pinned to the desired version, whatever happened before
+(a fresh instance, a lost cursor, a daemon that was down, a rollback)."""
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import dagster as dg
 
 from coverage_serving.config import ModelConfig
-from coverage_serving.core.contracts import check_signature
+from coverage_serving.core.reconcile import Held, rectangles, stale
+from coverage_serving.core.served_version import Pin, served_version
+from coverage_serving.core.tables import predictions_table
 from coverage_serving.defs.assets import (
     model_versions_partitions,
     predictions_asset_key,
     version_asset_key,
 )
 from coverage_serving.defs.jobs import AssetJob
-from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, all_partitions_tags
-from coverage_serving.defs.resources import RegistryResource
-from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
+from coverage_serving.defs.partitions import model_partitions, partition_range_tags
+from coverage_serving.defs.resources import RegistryResource, WarehouseResource
+from coverage_serving.defs.tags import pin_tags
 from coverage_serving.errors import (
     ModelLoadError,
     RegistryError,
     RegistryUnavailableError,
+    ServingError,
     UnservableModelError,
 )
+from coverage_serving.lineage import RUN_ID_COLUMN
+from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
+from coverage_serving.warehouse import Warehouse
+
+VERSION_METADATA = "model_version"  # what a predictions materialisation records (core.batch)
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 @dataclass
 class RegistryCursor:
-    """What the sensor has seen: the versions it announced, the version it last served and how
-    many alias moves it has rescored."""
+    """The versions the sensor has announced as partitions of the version asset. Rescoring
+    needs no memory: it compares the registry with the tables on every tick."""
 
     versions: list[int] = field(default_factory=list)
-    served: int | None = None
-    moves: int = 0
 
     @classmethod
     def parse(cls, raw: str | None) -> "RegistryCursor":
-        return cls(**json.loads(raw)) if raw else cls()
+        return cls(versions=json.loads(raw).get("versions", [])) if raw else cls()
 
     def dump(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({"versions": self.versions})
 
 
 def registry_sensor_name(model: ModelConfig) -> str:
     return f"{model.name}_registry_sensor"
-
-
-def rescoring_run_key(
-    model: ModelConfig, version: int, move: int, range_tags: dict[str, str]
-) -> str:
-    # One run key per (model, version, alias move, partitions): dagster never launches a key
-    # twice for a sensor, so ticks, restarts and old cursors do not rescore a move again, while
-    # moving the alias back to an older version (a rollback) is a new move that rescores.
-    partitions = f"{range_tags[RANGE_START_TAG]}..{range_tags[RANGE_END_TAG]}"
-    return f"{model.name}:v{version}:move{move}:{partitions}"
 
 
 def build_registry_sensor(
@@ -70,24 +76,27 @@ def build_registry_sensor(
         jobs=[scoring_job, versions_job],
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Polls the registry for {model.registered_model}: records new versions and, when "
-            f"@{model.alias} moves, rescores every partition of {model.output_table} with it."
+            f"Polls the registry for {model.registered_model}: records new versions, and "
+            f"rescores every partition of {model.output_table} that holds another version "
+            f"than @{model.alias}'s."
         ),
     )
     def registry_sensor(
-        context: dg.SensorEvaluationContext, registry: RegistryResource
+        context: dg.SensorEvaluationContext,
+        registry: RegistryResource,
+        warehouse: WarehouseResource,
     ) -> dg.SensorResult | dg.SkipReason:
         seen = RegistryCursor.parse(context.cursor)
         models = registry.open()
         try:
             versions = models.versions(model.registered_model)
-            served = _served_version(models, model)
+            desired, why_none = _desired_version(models, model)
         except RegistryUnavailableError as err:
             # The cursor stays where it was, so nothing is missed or requested twice later.
             return dg.SkipReason(f"registry did not answer, tick skipped: {err}")
 
         new_versions = [v for v in versions if v not in seen.versions]
-        run_requests = [
+        recording = [
             dg.RunRequest(
                 run_key=f"{model.name}_model:v{version}",
                 job_name=versions_job.name,
@@ -96,59 +105,140 @@ def build_registry_sensor(
             )
             for version in new_versions
         ]
-        # The first tick takes the served version as already scored: batch runs and backfills
-        # fill the tables; the sensor reacts to moves it sees happen.
-        moves = seen.moves
-        if context.cursor is not None and served is not None and served != seen.served:
-            moves += 1
-            run_requests += _rescore_requests(
-                context, models, model, served, moves, scoring_job.name
+        if desired is None:
+            rescoring, reason = [], why_none
+        else:
+            rescoring, reason = _reconcile(
+                context, warehouse.open(), model, desired, scoring_job.name
             )
+        context.log.info(reason)
+        run_requests = recording + rescoring
         return dg.SensorResult(
             run_requests=run_requests,
+            skip_reason=None if run_requests else reason,
             dynamic_partitions_requests=[
                 model_versions_partitions(model).build_add_request([str(v) for v in new_versions])
             ]
             if new_versions
             else [],
-            cursor=RegistryCursor(versions=versions, served=served, moves=moves).dump(),
+            cursor=RegistryCursor(versions=versions).dump(),
         )
 
     return registry_sensor
 
 
-def _served_version(models: ModelRegistry, model: ModelConfig) -> int | None:
-    """The version the alias points at, or None while the alias is not set."""
+def _desired_version(models: ModelRegistry, model: ModelConfig) -> tuple[int | None, str]:
+    """The version the alias points at when it may serve, else None and why not."""
     try:
-        return models.resolve(model.registered_model, model.alias).version
+        return served_version(models, model).version, ""
     except RegistryUnavailableError:
         raise
     except RegistryError:
-        return None
-
-
-def _rescore_requests(
-    context: dg.SensorEvaluationContext,
-    models: ModelRegistry,
-    model: ModelConfig,
-    version: int,
-    move: int,
-    job_name: str,
-) -> list[dg.RunRequest]:
-    ref = models.pinned(model.registered_model, version, model.alias)
-    try:
-        check_signature(model, version, models.signature(ref))
+        return None, f"{model.name}: @{model.alias} is not set; nothing to reconcile"
     except (UnservableModelError, ModelLoadError) as err:
-        context.log.warning(f"not rescoring with {ref.name} version {version}: {err}")
-        return []
-    # One run over every partition (a partition range, as a single-run backfill uses): one
-    # process start and one model load for the whole table.
-    range_tags = all_partitions_tags(model)
-    return [
+        return None, f"{model.name}: @{model.alias} is not servable, tables kept: {err}"
+
+
+def _reconcile(
+    context: dg.SensorEvaluationContext,
+    warehouse: Warehouse,
+    model: ModelConfig,
+    desired: int,
+    job_name: str,
+) -> tuple[list[dg.RunRequest], str]:
+    """Run requests for the partitions that hold another version than `desired`, and what
+    was compared."""
+    busy = _unfinished_run(context.instance, model, job_name)
+    if busy:
+        return [], f"{model.name}: run {busy} is writing {model.output_table}; compare after it"
+    try:
+        held = _held(context.instance, warehouse, model)
+    except ServingError as err:
+        return [], f"{model.name}: warehouse did not answer, tick skipped: {err}"
+    differ = stale(desired, held)
+    if not differ:
+        return [], f"{model.name}: {len(held)} partitions on v{desired} = @{model.alias}"
+    pin = Pin(desired, model.alias)
+    requests = [
         dg.RunRequest(
-            run_key=rescoring_run_key(model, version, move, range_tags),
+            run_key=rescoring.key(model.name, desired, held),
             job_name=job_name,
             asset_selection=[predictions_asset_key(model)],
-            tags={**range_tags, PINNED_VERSION_TAG: str(version), PINNED_ALIAS_TAG: model.alias},
+            tags={**partition_range_tags(rescoring.first, rescoring.last), **pin_tags(pin)},
         )
+        for rescoring in rectangles(model.markets, differ)
     ]
+    return requests, (
+        f"{model.name}: {len(differ)} of {len(held)} partitions hold {_versions(held, differ)}, "
+        f"not v{desired} = @{model.alias}: rescoring them in {len(requests)} run(s)"
+    )
+
+
+def _unfinished_run(instance: dg.DagsterInstance, model: ModelConfig, job_name: str) -> str | None:
+    """A run that may be writing the prediction table now: what it writes is compared after
+    it, so a table is never requested twice for one difference."""
+    key = predictions_asset_key(model)
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
+        if run.job_name == job_name or key in (run.asset_selection or ()):
+            return run.run_id
+    return None
+
+
+def _held(
+    instance: dg.DagsterInstance, warehouse: Warehouse, model: ModelConfig
+) -> dict[Partition, Held]:
+    """The version each scored partition of the config holds: from its latest
+    materialisation in this instance; for partitions with no record, from the table's
+    lineage."""
+    configured = set(map(Partition.parse, model_partitions(model).get_partition_keys()))
+    recorded = _recorded(instance, predictions_asset_key(model))
+    held = {p: h for p, h in recorded.items() if p in configured}
+    unrecorded = configured - set(held)
+    if unrecorded:
+        held |= _in_table(warehouse, model, unrecorded)
+    return held
+
+
+def _recorded(instance: dg.DagsterInstance, asset: dg.AssetKey) -> dict[Partition, Held]:
+    latest = instance.get_latest_storage_id_by_partition(
+        asset, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, storage_ids=list(latest.values())),
+        limit=len(latest),
+    ).records
+    held = {}
+    for record in records:
+        materialization = record.asset_materialization
+        version = materialization.metadata.get(VERSION_METADATA) if materialization else None
+        if materialization and materialization.partition and version is not None:
+            held[Partition.parse(materialization.partition)] = Held(
+                frozenset({int(version.value)}), f"event {record.storage_id}"
+            )
+    return held
+
+
+def _in_table(
+    warehouse: Warehouse, model: ModelConfig, partitions: set[Partition]
+) -> dict[Partition, Held]:
+    months = sorted({partition.month for partition in partitions})
+    found: dict[Partition, list[tuple[int, str]]] = {}
+    for partition, (version, run_id) in warehouse.distinct_values(
+        predictions_table(model), ["model_version", RUN_ID_COLUMN], months
+    ):
+        if partition in partitions:
+            found.setdefault(partition, []).append((int(version), str(run_id)))
+    return {
+        partition: Held(
+            frozenset(version for version, _ in rows),
+            "runs " + ",".join(sorted({run_id for _, run_id in rows})),
+        )
+        for partition, rows in found.items()
+    }
+
+
+def _versions(held: dict[Partition, Held], partitions: list[Partition]) -> str:
+    versions = sorted({v for partition in partitions for v in held[partition].versions})
+    return ", ".join(f"v{v}" for v in versions)

@@ -3,7 +3,6 @@ the store model as a pickled scikit-learn pipeline, the grid model in LightGBM's
 
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
@@ -19,7 +18,7 @@ from sklearn.preprocessing import OneHotEncoder
 from coverage_serving.config import ColumnType, ModelConfig
 from coverage_serving.demo.data import GENERATORS
 from coverage_serving.partition import Partition
-from coverage_serving.registry import using_tracking_uri
+from coverage_serving.registry import experiment_id, registry_client, using_tracking_uri
 
 TRAINING_EXPERIMENT = "coverage-serving-training"
 TRAINING_ROWS = 4_000
@@ -114,9 +113,7 @@ def _train_grid(x: pd.DataFrame, seed: int) -> tuple[object, Callable[..., objec
 TRAINERS = {"stores": _train_store, "grid_cells": _train_grid}
 
 
-def train_demo_model(
-    model: ModelConfig, tracking_uri: str, artifacts: Path, alias: str | None
-) -> int:
+def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -> int:
     """Train, log and register a new version of the model; move `alias` to it if given.
 
     Requirements are stated rather than inferred: inference runs the model in a subprocess,
@@ -125,8 +122,8 @@ def train_demo_model(
         raise ValueError(
             f"model {model.name!r}: no demo trainer for source table {model.source_table!r}"
         )
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment_id = training_experiment(client, artifacts)
+    client = registry_client(tracking_uri)
+    training = experiment_id(tracking_uri, TRAINING_EXPERIMENT)
     seed = len(_versions(client, model.registered_model)) + 1
     frame = _training_frame(model, seed)
     features = frame[model.feature_columns].astype(
@@ -136,7 +133,7 @@ def train_demo_model(
     example = features.head(5)
     with (
         using_tracking_uri(tracking_uri),
-        mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{model.name}-{seed}"),
+        mlflow.start_run(experiment_id=training, run_name=f"demo-{model.name}-{seed}"),
     ):
         mlflow.log_params({"demo_seed": seed, "training_rows": len(features)})
         with warnings.catch_warnings():
@@ -154,15 +151,6 @@ def train_demo_model(
     if alias:
         client.set_registered_model_alias(model.registered_model, alias, str(version))
     return version
-
-
-def training_experiment(client: mlflow.MlflowClient, artifacts: Path) -> str:
-    """The training experiment's id; created with its artifacts in the state directory, since
-    MLflow's default would put them under the current directory."""
-    experiment = client.get_experiment_by_name(TRAINING_EXPERIMENT)
-    if experiment:
-        return experiment.experiment_id
-    return client.create_experiment(TRAINING_EXPERIMENT, artifact_location=artifacts.as_uri())
 
 
 def _versions(client: mlflow.MlflowClient, name: str) -> list[object]:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from coverage_serving.config import ModelConfig, ServingConfig
+from coverage_serving.core.served_version import served_version
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.defs.jobs import scoring_job_name
 from coverage_serving.defs.partitions import all_partitions_tags, model_partitions
@@ -48,11 +49,9 @@ def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
     registered = []
     for model in config.models.values():
         try:
-            registry.resolve(model.registered_model, model.alias)
+            served_version(registry, model)
         except RegistryError:
-            version = train_demo_model(
-                model, state.tracking_uri, state.mlflow_artifacts, model.alias
-            )
+            version = train_demo_model(model, state.tracking_uri, model.alias)
             registered.append(f"{model.registered_model} v{version} @{model.alias}")
     return registered
 

@@ -12,10 +12,11 @@ from typing import Any
 import pandas as pd
 
 from coverage_serving.config import ColumnType, ModelConfig
-from coverage_serving.core.contracts import check_signature
-from coverage_serving.core.scoring import Lineage, score_partition
+from coverage_serving.core.scoring import score_partition
+from coverage_serving.core.served_version import Pin, load_served_model
 from coverage_serving.core.tables import features_table
 from coverage_serving.errors import ServingError
+from coverage_serving.lineage import Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel, ModelRegistry
 from coverage_serving.warehouse import Warehouse
@@ -58,10 +59,10 @@ class ServedModel:
         serving the version already loaded and remember why."""
         with self._refreshing:
             try:
-                ref = self._registry.resolve(self.config.registered_model, self.config.alias)
-                if self._current is None or self._current.ref.version != ref.version:
-                    self._current = self._servable(self._registry.load(ref))
-                    log.info("model %r now serves version %s", self.config.name, ref.version)
+                served = load_served_model(self._registry, self.config)
+                if self._current is None or self._current.ref.version != served.ref.version:
+                    self._current = served
+                    log.info("model %r now serves version %s", self.config.name, served.ref.version)
                 self._last_error = None
             except ServingError as err:
                 self._last_error = str(err)
@@ -77,8 +78,7 @@ class ServedModel:
 
     def pinned(self, version: int) -> LoadedModel:
         """An explicit version, loaded once per process like the batch path's."""
-        ref = self._registry.pinned(self.config.registered_model, version, alias=None)
-        return self._servable(self._registry.load(ref))
+        return load_served_model(self._registry, self.config, Pin(version))
 
     def status(self) -> Status:
         current = self._current
@@ -89,10 +89,6 @@ class ServedModel:
             version=current.ref.version if current else None,
             last_error=self._last_error,
         )
-
-    def _servable(self, loaded: LoadedModel) -> LoadedModel:
-        check_signature(self.config, loaded.ref.version, loaded.input_types)
-        return loaded
 
 
 def score_rows(
@@ -105,7 +101,7 @@ def score_rows(
     """The batch table's rows for these feature rows of `partition`: keys, market, month,
     predictions and lineage, checked by both contracts."""
     features = features.assign(market=partition.market, month=pd.Timestamp(partition.month))
-    return score_partition(config, loaded, partition, features, Lineage.of(loaded, request_id))
+    return score_partition(config, loaded, partition, features, Lineage.of(loaded.ref, request_id))
 
 
 def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -2,7 +2,8 @@
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from datetime import date
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -102,6 +103,13 @@ class Warehouse(Protocol):
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         """The partitions that hold rows, in order; none when the table does not exist yet."""
+        ...
+
+    def distinct_values(
+        self, table: TableSpec, columns: Sequence[str], months: Sequence[date]
+    ) -> list[tuple[Partition, tuple[Any, ...]]]:
+        """Each partition of those months with each distinct combination of `columns` in its
+        rows; none when the table does not exist yet."""
         ...
 
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -162,6 +162,29 @@ class BigQueryWarehouse:
                 "ORDER BY market, month"
             ).result()
             return [Partition(market=row["market"], month=row["month"]) for row in found]
+
+    def distinct_values(
+        self, table: TableSpec, columns: Sequence[str], months: Sequence[date]
+    ) -> list[tuple[Partition, tuple[Any, ...]]]:
+        with self._connect() as clients, _as_warehouse_errors(table, None, "reading"):
+            try:
+                clients.rest.get_table(self.table_id(table))
+            except google_errors.NotFound:
+                return []
+            self._require_columns(clients.rest, table)
+            selected = ", ".join(f"`{c}`" for c in columns)
+            # The month filter prunes the month partitions: only those months are read.
+            found = clients.rest.query(
+                f"SELECT DISTINCT market, month, {selected} FROM `{self.table_id(table)}` "
+                "WHERE month IN UNNEST(@months) ORDER BY market, month",
+                job_config=bigquery.QueryJobConfig(
+                    query_parameters=[bigquery.ArrayQueryParameter("months", "DATE", list(months))]
+                ),
+            ).result()
+            return [
+                (Partition(row["market"], row["month"]), tuple(row[c] for c in columns))
+                for row in found
+            ]
 
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
         require_key_columns(table, key)

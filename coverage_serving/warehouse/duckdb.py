@@ -3,6 +3,8 @@
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import date
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -221,6 +223,21 @@ class DuckDBWarehouse:
                 f"SELECT DISTINCT market, month FROM {_table(table)} ORDER BY market, month"
             ).fetchall()
         return [Partition(market=market, month=month) for market, month in found]
+
+    def distinct_values(
+        self, table: TableSpec, columns: Sequence[str], months: Sequence[date]
+    ) -> list[tuple[Partition, tuple[Any, ...]]]:
+        with self._connect() as con:
+            if not self._existing_columns(con, table):
+                return []
+            self._require_columns(con, table)
+            selected = ", ".join(_quote(c) for c in columns)
+            found = con.execute(
+                f"SELECT DISTINCT market, month, {selected} FROM {_table(table)} "
+                "WHERE list_contains(?, month) ORDER BY ALL",
+                [list(months)],
+            ).fetchall()
+        return [(Partition(market, month), tuple(values)) for market, month, *values in found]
 
     def _existing_columns(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> list[str]:
         found = con.execute(

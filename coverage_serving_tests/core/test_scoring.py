@@ -14,10 +14,11 @@ from mlflow.models import infer_signature
 
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.contracts import ContractViolation
-from coverage_serving.core.scoring import Lineage, predict_in_chunks, score_partition
+from coverage_serving.core.scoring import predict_in_chunks, score_partition
 from coverage_serving.core.tables import predictions_table
 from coverage_serving.demo.data import stores
-from coverage_serving.errors import ModelOutputError, UnservableModelError
+from coverage_serving.errors import ModelOutputError
+from coverage_serving.lineage import Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import PICKLE_TRUST_VAR, LoadedModel, ModelVersionRef
 
@@ -83,7 +84,7 @@ def _served(tmp_path: Path, fn: Predict, signature_features: pd.DataFrame) -> Lo
 def _score(tmp_path: Path, store: ModelConfig, fn: Predict) -> pd.DataFrame:
     features = stores(PARTITION, ROWS)
     model = _served(tmp_path, fn, features[store.feature_columns])
-    return score_partition(store, model, PARTITION, features, Lineage.of(model, "run-1"))
+    return score_partition(store, model, PARTITION, features, Lineage.of(model.ref, "run-1"))
 
 
 def test_each_feature_row_gets_one_prediction_row_with_lineage(
@@ -170,13 +171,3 @@ def test_output_that_cannot_be_a_prediction_column_is_refused(
         ModelOutputError, match=rf"model 'store' \(m version 3\) returned {problem}"
     ):
         _score(tmp_path, store, fn)
-
-
-def test_a_signature_without_a_configured_feature_is_refused_before_predicting(
-    tmp_path: Path, store: ModelConfig, batches: list[int]
-) -> None:
-    features = stores(PARTITION, ROWS)
-    model = _served(tmp_path, _sales, features[store.feature_columns].drop(columns="months_open"))
-    with pytest.raises(UnservableModelError, match="'months_open' is not in the signature"):
-        score_partition(store, model, PARTITION, features, Lineage.of(model, "run-1"))
-    assert batches == []

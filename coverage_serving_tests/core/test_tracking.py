@@ -17,7 +17,7 @@ from coverage_serving.core.tracking import (
     record_batch_run,
 )
 from coverage_serving.partition import Partition
-from coverage_serving.registry import ModelRegistry
+from coverage_serving.registry import ModelRegistry, registry_client
 from coverage_serving.settings import LocalState
 
 pytestmark = pytest.mark.integration
@@ -92,3 +92,31 @@ def test_a_logging_error_still_terminates_the_run(state: LocalState, batch: Batc
     assert experiment is not None
     [run] = client.search_runs([experiment.experiment_id], f"tags.{DAGSTER_RUN_TAG} = 'e5f6'")
     assert run.info.status == "FAILED"
+
+
+def test_an_artifact_of_a_batch_run_lands_in_the_state_directory(
+    state: LocalState, batch: BatchRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # MLflow's default would put artifacts in ./mlruns here
+
+    run_id = record_batch_run(state.tracking_uri, batch)
+    mlflow.MlflowClient(state.tracking_uri).log_text(run_id, "probe", "probe.txt")
+
+    [logged] = state.mlflow_artifacts.rglob("probe.txt")
+    assert logged.read_text() == "probe"
+    assert not (workdir / "mlruns").exists()
+
+
+def test_a_new_registry_keeps_its_default_experiment_in_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fresh = LocalState(tmp_path / "fresh")
+    fresh.create()
+
+    default = registry_client(fresh.tracking_uri).get_experiment_by_name("Default")
+
+    assert default is not None
+    assert default.artifact_location.startswith(fresh.mlflow_artifacts.as_uri())

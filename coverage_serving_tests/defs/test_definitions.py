@@ -29,7 +29,10 @@ def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
         node = graph.get(key)
         assets[key.to_user_string()] = {
             "group": node.group_name,
-            "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
+            "deps": {
+                parent.to_user_string(): type(graph.get_partition_mapping(key, parent)).__name__
+                for parent in sorted(node.parent_keys)
+            },
             "partitions": _describe_partitions(node.partitions_def),
             "checks": sorted(check.name for check in node.check_keys),
             "backfill": str(node.backfill_policy.policy_type) if node.backfill_policy else None,
@@ -129,7 +132,10 @@ def test_a_third_model_gets_assets_checks_jobs_and_automation(
     graph = describe_graph(defs)
     assert graph["assets"]["store_churn_predictions"] == {
         "group": "store_churn",
-        "deps": ["store_churn_features"],
+        "deps": {
+            "store_churn_features": "IdentityPartitionMapping",
+            "store_churn_model": "AllPartitionMapping",
+        },
         "partitions": {"market": ["ID"], "month": {"cron": "0 0 1 * *", "start": "2026-01-01"}},
         "checks": ["output_contract"],
         "backfill": "BackfillPolicyType.SINGLE_RUN",
@@ -148,7 +154,7 @@ def test_a_third_model_scores_end_to_end(
     three_model_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
 ) -> None:
     churn = three_model_config.models["store_churn"]
-    train_demo_model(churn, state.tracking_uri, state.mlflow_artifacts, "champion")
+    train_demo_model(churn, state.tracking_uri, "champion")
     defs = build_definitions(three_model_config, state)
 
     result = defs.resolve_job_def("score_store_churn").execute_in_process(

@@ -1,11 +1,13 @@
 """The platform as a person runs it: `coverage-serving dev` (Dagster webserver, daemon and
-MLflow server as real processes) on free ports, over a scored copy of the test state."""
+MLflow server as real processes) on free ports, over a scored copy of the test state in which
+a data scientist moved the store model's alias before the daemon ever started."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
+import mlflow
+import pandas as pd
 import pytest
 import yaml
+from mlflow.models import infer_signature
 
-from coverage_serving.config import ServingConfig, load_serving_config
+from coverage_serving.config import ModelConfig, ServingConfig, load_serving_config
+from coverage_serving.core.tables import features_table
 from coverage_serving.definitions import build_definitions
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.runner import run_main_jobs
@@ -34,6 +41,8 @@ class Platform:
     config: ServingConfig
     dagster_url: str
     mlflow_url: str
+    promoted_store_version: int  # champion of the store model, moved before the daemon started
+    started: float  # time.monotonic() when `coverage-serving dev` was started
 
     def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
         """Ask the Dagster webserver what the UI asks it."""
@@ -61,6 +70,7 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     # Every table scored with version 1 first, as after `make demo`.
     with dg.DagsterInstance.ephemeral() as instance:
         assert run_main_jobs(build_definitions(config, state), config, instance) == []
+    promoted = register_and_promote(state, config.models["store"])
 
     dagster_port, mlflow_port = free_port(), free_port()
     env = {
@@ -70,6 +80,7 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     log = (root / "dev.log").open("w")
+    started = time.monotonic()
     dev = subprocess.Popen(
         [
             sys.executable,
@@ -85,7 +96,12 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         start_new_session=True,
     )
     running = Platform(
-        state, config, f"http://127.0.0.1:{dagster_port}", f"http://127.0.0.1:{mlflow_port}"
+        state,
+        config,
+        f"http://127.0.0.1:{dagster_port}",
+        f"http://127.0.0.1:{mlflow_port}",
+        promoted,
+        started,
     )
     try:
         for url in (f"{running.dagster_url}/server_info", f"{running.mlflow_url}/health"):
@@ -94,3 +110,39 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         stop(dev, signal.SIGTERM, timeout=90)  # what stops `make dev`: both UIs, their workers
         log.close()
+
+
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context: object, model_input: pd.DataFrame) -> pd.Series:
+        return pd.Series(100.0, index=model_input.index)
+
+
+def register_and_promote(state: LocalState, model: ModelConfig) -> int:
+    """What a data scientist does with plain MLflow calls: log, register, move the alias."""
+    with duckdb.connect(str(state.warehouse_path), read_only=True) as connection:
+        example = connection.execute(
+            f"SELECT {', '.join(model.feature_columns)} "
+            f"FROM {features_table(model).qualified_name} LIMIT 5"
+        ).df()
+    mlflow.set_tracking_uri(state.tracking_uri)
+    try:
+        # A sqlite registry's experiments say where their artifacts go, or they land in ./mlruns.
+        retraining = mlflow.create_experiment(
+            "store-retraining", artifact_location=state.mlflow_artifacts.as_uri()
+        )
+        with mlflow.start_run(experiment_id=retraining):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=Constant(),
+                signature=infer_signature(example, [1.0] * len(example)),
+                input_example=example,
+                pip_requirements=["mlflow"],
+                registered_model_name=model.registered_model,
+            )
+        version = info.registered_model_version
+        mlflow.MlflowClient().set_registered_model_alias(
+            model.registered_model, model.alias, version
+        )
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it
+    return int(version)

@@ -1,17 +1,14 @@
-"""Automation end to end with the real daemon and webserver: a data scientist moves the alias
-and the table follows with no one running anything; a backfill launched the way the UI
-launches it succeeds."""
+"""Automation end to end with the real daemon and webserver: a data scientist moved the alias
+before the daemon first started, and the table follows with no one running anything; a
+backfill launched the way the UI launches it succeeds."""
 
 import time
 
 import duckdb
-import mlflow
 import pandas as pd
 import pytest
-from mlflow.models import infer_signature
 
-from coverage_serving.config import ModelConfig
-from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tables import predictions_table
 from coverage_serving_tests.conftest import SMALL_ROWS
 from coverage_serving_tests.e2e.conftest import POLL_SECONDS, Platform
 from coverage_serving_tests.processes import wait_for
@@ -21,11 +18,8 @@ pytestmark = pytest.mark.e2e
 RUNS = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
   results { runId jobName status tags { key value } } } } }"""
 UNFINISHED = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
-
-
-class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context: object, model_input: pd.DataFrame) -> pd.Series:
-        return pd.Series(100.0, index=model_input.index)
+TICKS = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  ... on Sensor { sensorState { ticks(limit: 10) { timestamp status skipReason } } } } }"""
 
 
 def runs(platform: Platform, **run_filter: object) -> list[dict]:
@@ -44,68 +38,51 @@ def read_table(platform: Platform, sql: str) -> pd.DataFrame | None:
         return None
 
 
-def register_and_promote(platform: Platform, model: ModelConfig) -> str:
-    """What a data scientist does, through the MLflow server: log, register, move the alias."""
-    example = read_table(
-        platform,
-        f"SELECT {', '.join(model.feature_columns)} "
-        f"FROM {features_table(model).qualified_name} LIMIT 5",
-    )
-    assert example is not None
-    mlflow.set_tracking_uri(platform.mlflow_url)
-    try:
-        mlflow.set_experiment("store-retraining")
-        with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=Constant(),
-                signature=infer_signature(example, [1.0] * len(example)),
-                input_example=example,
-                pip_requirements=["mlflow"],
-                registered_model_name=model.registered_model,
-            )
-        version = info.registered_model_version
-        mlflow.MlflowClient().set_registered_model_alias(
-            model.registered_model, model.alias, version
-        )
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it
-    return str(version)
+def registry_sensor_ticks(platform: Platform, model: str) -> list[dict]:
+    found = platform.graphql(
+        TICKS,
+        selector={
+            "repositoryLocationName": "coverage_serving",
+            "repositoryName": "__repository__",
+            "sensorName": f"{model}_registry_sensor",
+        },
+    )["sensorOrError"]
+    return found["sensorState"]["ticks"]
 
 
-def test_an_alias_move_rescores_every_partition_once(platform: Platform) -> None:
+def test_an_alias_moved_before_the_daemon_started_is_reconciled_once(platform: Platform) -> None:
     store = platform.config.models["store"]
-    # The sensor's first tick takes the served version as scored; the move must come after it.
-    wait_for(
-        "the store registry sensor's first tick",
-        lambda: runs(platform, pipelineName="record_store_versions", statuses=["SUCCESS"]) or None,
-        timeout=240,
-    )
-
-    version = register_and_promote(platform, store)
-    moved = time.monotonic()
-
+    version = platform.promoted_store_version
     table = predictions_table(store).qualified_name
+
     served = wait_for(
         f"every partition of {table} to carry version {version}",
-        lambda: _all_rows_of_version(platform, table, int(version)),
+        lambda: _all_rows_of_version(platform, table, version),
         timeout=300,
     )
-    print(f"alias move to all partitions rescored: {time.monotonic() - moved:.1f}s")
+    print(f"daemon start to all partitions reconciled: {time.monotonic() - platform.started:.1f}s")
     by_partition = served.groupby(["market", "month"])["store_id"]
     assert set(by_partition.nunique()) == set(by_partition.size()) == {SMALL_ROWS["stores"]}
 
-    rescoring = runs(platform, pipelineName="score_store")
-    [rescored] = [r for r in rescoring if r["tags"].get("dagster/sensor_name")]
-    assert (
-        rescored["tags"]["dagster/run_key"]
-        == f"store:v{version}:move1:IN|2026-01-01..ID|2026-02-01"
+    [rescored] = [r for r in runs(platform, pipelineName="score_store")]
+    assert rescored["tags"]["dagster/sensor_name"] == "store_registry_sensor"
+    assert rescored["tags"]["dagster/run_key"].startswith(
+        f"store:v{version}:IN|2026-01-01..ID|2026-02-01:"
     )
-    assert rescored["tags"]["coverage_serving/model_version"] == version
+    assert rescored["tags"]["coverage_serving/model_version"] == str(version)
     wait_for("the rescoring run to finish", lambda: _all_finished(platform), timeout=120)
+    settled = time.time()
     launched = len(runs(platform))
-    time.sleep(2 * POLL_SECONDS + 5)
+    # Two more registry ticks after the table settled: neither may request anything.
+    later = wait_for(
+        "two registry sensor ticks after the rescoring",
+        lambda: _ticks_after(platform, "store", settled, count=2),
+        timeout=20 * POLL_SECONDS,
+    )
     assert len(runs(platform)) == launched, "a run was launched with nothing moved"
+    assert [(t["status"], t["skipReason"]) for t in later] == [
+        ("SKIPPED", f"store: 4 partitions on v{version} = @champion")
+    ] * 2
 
 
 def test_a_backfill_launched_through_graphql_succeeds(platform: Platform) -> None:
@@ -133,8 +110,11 @@ def test_a_backfill_launched_through_graphql_succeeds(platform: Platform) -> Non
     # A single-run backfill policy on market x month partitions: dagster runs one per month.
     assert [run["status"] for run in backfill["runs"]] == ["SUCCESS", "SUCCESS"]
     grid = predictions_table(platform.config.models["grid"]).qualified_name
-    scored_by = read_table(platform, f"SELECT DISTINCT dagster_run_id FROM {grid}")
-    assert scored_by is not None
+    scored_by = wait_for(
+        f"{grid} to be readable",
+        lambda: read_table(platform, f"SELECT DISTINCT dagster_run_id FROM {grid}"),
+        timeout=60,
+    )
     assert set(scored_by["dagster_run_id"]) == {run["runId"] for run in backfill["runs"]}
 
 
@@ -143,6 +123,16 @@ def _all_rows_of_version(platform: Platform, table: str, version: int) -> pd.Dat
     if rows is None or set(rows["model_version"]) != {version}:
         return None
     return rows if rows[["market", "month"]].drop_duplicates().shape[0] == 4 else None
+
+
+def _ticks_after(platform: Platform, model: str, after: float, count: int) -> list[dict] | None:
+    """The sensor's first `count` finished ticks that started after `after`, once there are."""
+    finished = [
+        tick
+        for tick in reversed(registry_sensor_ticks(platform, model))
+        if tick["timestamp"] > after and tick["status"] != "STARTED"
+    ]
+    return finished[:count] if len(finished) >= count else None
 
 
 def _all_finished(platform: Platform) -> bool | None:

@@ -81,3 +81,20 @@ def check_constants(warehouse: Warehouse) -> None:
     with pytest.raises(WarehouseError, match=r"serving\.scores has no column\(s\) \['notes'\]"):
         warehouse.replace_partition(TABLE, FEBRUARY, written, constants={"notes": "x"})
     assert warehouse.list_partitions(TABLE) == [JANUARY]
+
+
+def check_distinct_values(warehouse: Warehouse) -> None:
+    """distinct_values gives each partition of the asked months with each distinct combination
+    of the columns, and nothing for a table that does not exist yet."""
+    assert warehouse.distinct_values(TABLE, ["version"], [JANUARY.month]) == []
+    mixed = pd.concat([rows(JANUARY, count=2, version=1), rows(JANUARY, version=2).iloc[2:]])
+    warehouse.replace_partition(TABLE, JANUARY, mixed)
+    warehouse.replace_partition(TABLE, FEBRUARY, rows(FEBRUARY, version=3))
+
+    found = warehouse.distinct_values(TABLE, ["version", "note"], [JANUARY.month])
+    everything = warehouse.distinct_values(TABLE, ["version"], [JANUARY.month, FEBRUARY.month])
+
+    assert sorted(found, key=str) == sorted(
+        [(JANUARY, (1, "n0")), (JANUARY, (1, None)), (JANUARY, (2, "n2"))], key=str
+    )
+    assert sorted(everything) == [(JANUARY, (1,)), (JANUARY, (2,)), (FEBRUARY, (3,))]

@@ -28,6 +28,7 @@ from coverage_serving_tests.warehouse.sample import (
     JANUARY,
     TABLE,
     check_constants,
+    check_distinct_values,
     check_latest_row,
     rows,
 )
@@ -225,3 +226,7 @@ def test_latest_row_sql_binds_market_and_key_values() -> None:
         "SELECT `id`, `month` FROM `p.d.t` WHERE market = @market AND `id` = @key_0 "
         "ORDER BY month DESC LIMIT 1"
     )
+
+
+def test_distinct_values_are_per_partition_of_asked_months(warehouse: BigQueryWarehouse) -> None:
+    check_distinct_values(warehouse)

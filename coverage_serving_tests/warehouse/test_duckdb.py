@@ -16,6 +16,7 @@ from coverage_serving_tests.warehouse.sample import (
     JANUARY,
     TABLE,
     check_constants,
+    check_distinct_values,
     check_latest_row,
     rows,
 )
@@ -172,3 +173,7 @@ def test_constant_columns_are_added_at_the_swap(warehouse: DuckDBWarehouse) -> N
 
 def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: DuckDBWarehouse) -> None:
     check_latest_row(warehouse)
+
+
+def test_distinct_values_are_per_partition_of_asked_months(warehouse: DuckDBWarehouse) -> None:
+    check_distinct_values(warehouse)
