@@ -135,14 +135,27 @@ def test_rows_of_no_configured_market_are_named_while_the_others_are_scored(
     assert skip_message(tick(small_config, state)) == f"no new source partitions; {UNMATCHED}"
 
 
-def test_a_source_month_stored_as_a_timestamp_skips_the_tick_naming_the_type(
-    small_config: ServingConfig, state: LocalState
+@pytest.mark.parametrize(
+    ("alteration", "complaint"),
+    [
+        (
+            'RENAME COLUMN store_id TO "Store_ID"',
+            "table source.stores has no column(s) ['store_id']; 'store_id' exists as 'Store_ID' "
+            "(column names must match the config exactly)",
+        ),
+        (
+            "ALTER month TYPE TIMESTAMP",
+            "table source.stores: column 'month' is TIMESTAMP, expected DATE (the first day of "
+            "the month; store it as DATE, e.g. CAST(month AS DATE))",
+        ),
+    ],
+)
+def test_a_source_table_unlike_the_config_skips_the_tick_naming_the_column(
+    small_config: ServingConfig, state: LocalState, alteration: str, complaint: str
 ) -> None:
     with duckdb.connect(str(state.warehouse_path)) as connection:
-        connection.execute("ALTER TABLE source.stores ALTER month TYPE TIMESTAMP")
+        connection.execute(f"ALTER TABLE source.stores {alteration}")
 
     assert skip_message(tick(small_config, state)) == (
-        "model 'store': the warehouse could not be read, tick skipped: table source.stores: "
-        "column 'month' is TIMESTAMP, expected DATE (the first day of the month; store it as "
-        "DATE, e.g. CAST(month AS DATE))"
+        f"model 'store': the warehouse could not be read, tick skipped: {complaint}"
     )
