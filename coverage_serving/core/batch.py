@@ -241,10 +241,10 @@ def _unmatched_markets(
     """The month's source rows that no partition reads (counted once per partition, before it
     is read): reported, or refused under `unmatched_markets: fail`."""
     unmatched = unmatched_source_rows(warehouse, model, [partition.month])
-    if unmatched and model.unmatched_markets == UnmatchedMarkets.FAIL:
-        raise UnmatchedMarketRows(model, partition, unmatched)
     if not unmatched:
         return {}
+    if model.unmatched_markets == UnmatchedMarkets.FAIL:
+        raise UnmatchedMarketRows(model, partition, unmatched)
     counts = by_month(unmatched)
     return {"unmatched_rows": total_rows(counts), "unmatched_markets": counts}
 
