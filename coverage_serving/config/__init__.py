@@ -10,6 +10,7 @@ from coverage_serving.config.schema import (
     PredictionSpec,
     RegistryConfig,
     ServingConfig,
+    UnmatchedMarkets,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "PredictionSpec",
     "RegistryConfig",
     "ServingConfig",
+    "UnmatchedMarkets",
     "default_config_path",
     "load_serving_config",
 ]

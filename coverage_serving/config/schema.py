@@ -114,6 +114,13 @@ class InvalidRows(StrEnum):
     QUARANTINE = "quarantine"  # score the valid rows, write the invalid ones to <output>_rejected
 
 
+class UnmatchedMarkets(StrEnum):
+    # Source rows whose market is none of the model's markets (e.g. 'IN ' or 'in' for 'IN') are
+    # read by no partition: the features step counts them per month and reports them.
+    WARN = "warn"  # in a check that warns; the partitions are written
+    FAIL = "fail"  # and the partitions of their month fail; nothing of them is written
+
+
 class AutomationConfig(_Strict):
     # How often the sensors look at the registry and at the source tables.
     registry_poll_seconds: int = Field(default=30, ge=5)
@@ -147,6 +154,7 @@ class ModelConfig(_Strict):
     invalid_rows: InvalidRows = InvalidRows.FAIL
     # With quarantine: the partition still fails when more than this share of rows is invalid.
     max_rejected_fraction: float = Field(default=0.01, ge=0, le=1)
+    unmatched_markets: UnmatchedMarkets = UnmatchedMarkets.WARN
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "ModelConfig":

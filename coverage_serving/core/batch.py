@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from coverage_serving.config import InvalidRows, ModelConfig
+from coverage_serving.config import InvalidRows, ModelConfig, UnmatchedMarkets
 from coverage_serving.core.contracts import (
     ContractViolation,
     TooManyRejectedRows,
@@ -31,7 +31,13 @@ from coverage_serving.core.tables import (
     rejected_table,
     source_table,
 )
-from coverage_serving.errors import EmptyPartitionError
+from coverage_serving.core.unmatched import (
+    UnmatchedMarketRows,
+    by_month,
+    total_rows,
+    unmatched_source_rows,
+)
+from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
@@ -106,7 +112,8 @@ def refresh_features(
 ) -> StepResult:
     """Copy the partition's source rows that pass the input contract into the feature table.
     Under the quarantine policy the invalid rows go to the rejected table instead, unless
-    there are more of them than the model allows."""
+    there are more of them than the model allows. Rows of the month whose market is none of
+    the model's are counted in the result, or fail the partition if the model says so."""
     result, tally = StepResult(), _Tally()
     chunks = result.timed_reads(
         warehouse.read_batches(source_table(model), partition, model.chunk_rows)
@@ -129,15 +136,17 @@ def refresh_features(
                 model, partition, pd.concat(tally.rejected), tally.rejected_rows, tally.rows
             )
 
-    result.rows = warehouse.replace_partition(
-        features_table(model),
-        partition,
-        ahead(result.timed_each("validate", chunks, check)),
-        keys=model.key_columns,
-        verify=verify,
-    )
-    if model.invalid_rows == InvalidRows.QUARANTINE:
-        result.details = _record_rejections(warehouse, model, partition, tally, run_id)
+    with _naming(model, partition):
+        result.details = _unmatched_markets(warehouse, model, partition)
+        result.rows = warehouse.replace_partition(
+            features_table(model),
+            partition,
+            ahead(result.timed_each("validate", chunks, check)),
+            keys=model.key_columns,
+            verify=verify,
+        )
+        if model.invalid_rows == InvalidRows.QUARANTINE:
+            result.details |= _record_rejections(warehouse, model, partition, tally, run_id)
     return result
 
 
@@ -193,14 +202,15 @@ def score_into_table(
     )
     # Three stages in three threads: read and check, score, write (core.pipeline).
     checked = ahead(result.timed_each("validate", chunks, check))
-    result.rows = warehouse.replace_partition(
-        predictions_table(model),
-        partition,
-        ahead(result.timed_each("score", checked, score)),
-        constants=lineage.columns(),
-        keys=model.key_columns,
-        verify=verify,
-    )
+    with _naming(model, partition):
+        result.rows = warehouse.replace_partition(
+            predictions_table(model),
+            partition,
+            ahead(result.timed_each("score", checked, score)),
+            constants=lineage.columns(),
+            keys=model.key_columns,
+            verify=verify,
+        )
     result.details = {
         **lineage.version(),
         "input_contract": "checked when the snapshot was written"
@@ -209,6 +219,30 @@ def score_into_table(
         "prediction_quantiles": _quantiles(model, np.vstack(predicted)),
     }
     return result
+
+
+@contextmanager
+def _naming(model: ModelConfig, partition: Partition) -> Iterator[None]:
+    """Warehouse errors name the table; the step adds the model and the partition it serves
+    (a read fails inside the write that consumes it, so this covers both)."""
+    try:
+        yield
+    except WarehouseError as err:
+        raise WarehouseError(f"model {model.name!r}, partition {partition}: {err}") from err
+
+
+def _unmatched_markets(
+    warehouse: Warehouse, model: ModelConfig, partition: Partition
+) -> dict[str, Any]:
+    """The month's source rows that no partition reads (counted once per partition, before it
+    is read): reported, or refused under `unmatched_markets: fail`."""
+    unmatched = unmatched_source_rows(warehouse, model, [partition.month])
+    if not unmatched:
+        return {}
+    if model.unmatched_markets == UnmatchedMarkets.FAIL:
+        raise UnmatchedMarketRows(model, partition, unmatched)
+    counts = by_month(unmatched)
+    return {"unmatched_rows": total_rows(counts), "unmatched_markets": counts}
 
 
 def _require_rows(model: ModelConfig, partition: Partition, rows: int) -> None:

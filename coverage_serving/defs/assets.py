@@ -9,7 +9,7 @@ import dagster as dg
 import pandera.pandas as pa
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from coverage_serving.config import InvalidRows, ModelConfig
+from coverage_serving.config import InvalidRows, ModelConfig, UnmatchedMarkets
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
 from coverage_serving.core.contracts import (
     ContractViolation,
@@ -21,6 +21,7 @@ from coverage_serving.core.contracts import (
 from coverage_serving.core.served_version import Pin, load_served_model, served_version
 from coverage_serving.core.tables import features_table, predictions_table, rejected_table
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
+from coverage_serving.core.unmatched import ByMonth, UnmatchedMarketRows, summary, total_rows
 from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
@@ -32,6 +33,7 @@ INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
 SERVABLE_CHECK = "servable"
 REJECTED_CHECK = "rejected_rows"
+UNMATCHED_CHECK = "unmatched_markets"
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -62,6 +64,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         metadata=_table_metadata(input_contract_schema, features_table(model).qualified_name),
         check_specs=[
             dg.AssetCheckSpec(INPUT_CHECK, asset=features_key),
+            _unmatched_markets_spec(model, features_key),
             *([_rejected_rows_spec(model, features_key)] if quarantine else []),
         ],
     )
@@ -77,6 +80,7 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         # so one materialisation covers the run's partitions, with each one's rows in it.
         if not outcome.failed:
             yield dg.MaterializeResult(metadata=_run_metadata(outcome.done))
+        yield _unmatched_markets_check(model, outcome)
         if quarantine:
             yield _rejected_rows_check(model, outcome)
         yield from _report(INPUT_CHECK, outcome)
@@ -308,6 +312,52 @@ def _rejected_rows_check(model: ModelConfig, outcome: _Outcome) -> dg.AssetCheck
                 if too_many
                 else {}
             ),
+        },
+    )
+
+
+def _unmatched_markets_spec(model: ModelConfig, asset: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        UNMATCHED_CHECK,
+        asset=asset,
+        description=(
+            f"Rows of source.{model.source_table} whose market is none of "
+            f"{', '.join(model.markets)} (e.g. 'IN ' or 'in'), which no partition reads, counted "
+            f"per month; with unmatched_markets: {model.unmatched_markets}, "
+            f"{_UNMATCHED_OUTCOME[model.unmatched_markets]}."
+        ),
+    )
+
+
+_UNMATCHED_OUTCOME = {
+    UnmatchedMarkets.WARN: "a warning",
+    UnmatchedMarkets.FAIL: "the partitions of their month fail and are not written",
+}
+_UNMATCHED_SEVERITY = {
+    UnmatchedMarkets.WARN: dg.AssetCheckSeverity.WARN,
+    UnmatchedMarkets.FAIL: dg.AssetCheckSeverity.ERROR,
+}
+
+
+def _unmatched_markets_check(model: ModelConfig, outcome: _Outcome) -> dg.AssetCheckResult:
+    """The unmatched rows of the run's months, each month once (its partitions share it)."""
+    counts: ByMonth = {}
+    for result in outcome.done.values():
+        counts |= result.details.get("unmatched_markets", {})
+    for err in outcome.failed.values():
+        if isinstance(err, UnmatchedMarketRows):
+            counts |= err.by_month
+    counts, rows = dict(sorted(counts.items())), total_rows(counts)
+    return dg.AssetCheckResult(
+        check_name=UNMATCHED_CHECK,
+        passed=rows == 0,
+        severity=_UNMATCHED_SEVERITY[model.unmatched_markets],
+        description=summary(model, counts) if rows else None,
+        metadata={
+            "unmatched_rows": rows,
+            "unmatched_by_month": dg.MetadataValue.json(counts),
+            "markets": ", ".join(model.markets),
+            "policy": str(model.unmatched_markets),
         },
     )
 

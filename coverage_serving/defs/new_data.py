@@ -8,11 +8,13 @@ import dagster as dg
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.tables import predictions_table, source_table
+from coverage_serving.core.unmatched import by_month, summary, unmatched_source_rows
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.partitions import model_partitions, month_tags
 from coverage_serving.defs.resources import WarehouseResource
 from coverage_serving.errors import ServingError
 from coverage_serving.partition import Partition
+from coverage_serving.warehouse import Warehouse
 
 
 def new_data_sensor_name(model: ModelConfig) -> str:
@@ -42,19 +44,35 @@ def build_new_data_sensor(
         try:
             landed = set(store.list_partitions(source_table(model)))
             scored = set(store.list_partitions(predictions_table(model)))
+            unmatched = _unmatched_markets(store, model, landed)
         except ServingError as err:
-            return dg.SkipReason(f"warehouse did not answer, tick skipped: {err}")
+            return dg.SkipReason(
+                f"model {model.name!r}: the warehouse could not be read, tick skipped: {err}"
+            )
         configured = {Partition.parse(k) for k in model_partitions(model).get_partition_keys()}
         unscored = sorted((landed - scored) & configured)
-        outside = sorted(landed - configured)
+        outside = sorted(p for p in landed - configured if p.market in model.markets)
+        notes = [
+            *([f"not configured, so not scored: {_keys(outside)}"] if outside else []),
+            *([unmatched] if unmatched else []),
+        ]
         if not unscored:
-            return dg.SkipReason(
-                "no new source partitions"
-                + (f"; not configured, so not scored: {_keys(outside)}" if outside else "")
-            )
+            return dg.SkipReason("; ".join(["no new source partitions", *notes]))
+        for note in notes:
+            context.log.warning(note)
         return dg.SensorResult(run_requests=_scoring_requests(model, unscored))
 
     return new_data_sensor
+
+
+def _unmatched_markets(store: Warehouse, model: ModelConfig, landed: set[Partition]) -> str | None:
+    """The source rows whose market is none of the model's, counted in the months that have
+    such a market (none most ticks: then no query); they are never scored, so each tick says
+    so."""
+    months = sorted({p.month for p in landed if p.market not in model.markets})
+    if not months:
+        return None
+    return summary(model, by_month(unmatched_source_rows(store, model, months)))
 
 
 def _scoring_requests(model: ModelConfig, unscored: list[Partition]) -> list[dg.RunRequest]:

@@ -65,6 +65,15 @@ class Staged:
     duplicate_sample: tuple[str, ...] = ()  # a few of those keys, "/"-joined
 
 
+@dataclass(frozen=True)
+class UnmatchedMarket:
+    """Rows of a month whose market value is none of the markets asked about."""
+
+    month: date
+    market: str | None  # exactly as stored: 'IN ' and 'in' are not 'IN'; None is NULL
+    rows: int
+
+
 # Called with the staged rows' summary before the swap; raising keeps the old rows.
 Verify = Callable[[Staged], None]
 # Columns with one value for the whole partition (lineage): added by the swap's INSERT, so
@@ -112,6 +121,13 @@ class Warehouse(Protocol):
         rows; none when the table does not exist yet."""
         ...
 
+    def unmatched_markets(
+        self, table: TableSpec, markets: Sequence[str], months: Sequence[date]
+    ) -> list[UnmatchedMarket]:
+        """The rows of those months whose market is none of `markets` (NULL included), counted
+        per month and market value, in that order: the rows no partition of `markets` reads."""
+        ...
+
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
         """The market's row whose key columns equal `key`, from the latest month that has it:
         one row, or none."""
@@ -123,6 +139,32 @@ def require_key_columns(table: TableSpec, key: Mapping[str, object]) -> None:
     unknown = sorted(set(key) - set(table.column_names))
     if not key or unknown:
         raise WarehouseError(f"{table.qualified_name} has no key column(s) {unknown or '(none)'}")
+
+
+def require_columns(table: TableSpec, name: str, found: Mapping[str, str]) -> None:
+    """Refuse to read table `name` unless it has every column of `table` under its exact name,
+    its date columns as DATE; `found` maps its columns to their types (none: no table). A
+    column held under another case or with spaces around it is named as it exists."""
+    if not found:
+        raise WarehouseError(f"table {name} does not exist")
+    missing = [c for c in table.column_names if c not in found]
+    problems = [f"table {name} has no column(s) {missing}"] if missing else []
+    problems += [
+        f"{wanted!r} exists as {held!r} (column names must match the config exactly)"
+        for wanted in missing
+        for held in found
+        if held.strip().casefold() == wanted.casefold()
+    ]
+    # A TIMESTAMP month is not a DATE: compared with the partition's date it matches only rows
+    # at midnight (in the session's time zone for TIMESTAMPTZ), and real BigQuery refuses it.
+    problems += [
+        f"table {name}: column {c.name!r} is {found[c.name]}, expected DATE (the first day of "
+        f"the month; store it as DATE, e.g. CAST({c.name} AS DATE))"
+        for c in table.columns
+        if c.kind == "date" and c.name in found and found[c.name].upper() != "DATE"
+    ]
+    if problems:
+        raise WarehouseError("; ".join(problems))
 
 
 def chunks_of(rows: Rows) -> Iterable[pd.DataFrame]:

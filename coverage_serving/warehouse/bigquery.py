@@ -23,11 +23,13 @@ from coverage_serving.warehouse.base import (
     Rows,
     Staged,
     TableSpec,
+    UnmatchedMarket,
     Verify,
     arrow_to_frame,
     check_rows_fit_partition,
     check_staged,
     chunks_of,
+    require_columns,
     require_key_columns,
 )
 
@@ -153,15 +155,31 @@ class BigQueryWarehouse:
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         with self._connect() as clients, _as_warehouse_errors(table, None, "listing"):
-            try:
-                clients.rest.get_table(self.table_id(table))
-            except google_errors.NotFound:
+            found = self._columns(clients.rest, table)
+            if not found:
                 return []
-            found = clients.rest.query(
+            require_columns(table, self.table_id(table), found)
+            listed = clients.rest.query(
                 f"SELECT DISTINCT market, month FROM `{self.table_id(table)}` "
                 "ORDER BY market, month"
             ).result()
-            return [Partition(market=row["market"], month=row["month"]) for row in found]
+            return [Partition(market=row["market"], month=row["month"]) for row in listed]
+
+    def unmatched_markets(
+        self, table: TableSpec, markets: Sequence[str], months: Sequence[date]
+    ) -> list[UnmatchedMarket]:
+        with self._connect() as clients, _as_warehouse_errors(table, None, "counting"):
+            self._require_columns(clients.rest, table)
+            found = clients.rest.query(
+                unmatched_markets_sql(self.table_id(table)),
+                job_config=bigquery.QueryJobConfig(
+                    query_parameters=[
+                        bigquery.ArrayQueryParameter("months", "DATE", list(months)),
+                        bigquery.ArrayQueryParameter("markets", "STRING", list(markets)),
+                    ]
+                ),
+            ).result()
+            return [UnmatchedMarket(row["month"], row["market"], row["n"]) for row in found]
 
     def distinct_values(
         self, table: TableSpec, columns: Sequence[str], months: Sequence[date]
@@ -280,14 +298,16 @@ class BigQueryWarehouse:
             )
         return table_id
 
-    def _require_columns(self, client: bigquery.Client, table: TableSpec) -> None:
+    def _columns(self, client: bigquery.Client, table: TableSpec) -> dict[str, str]:
+        """The table's columns and their types, in order; none when it does not exist."""
         try:
-            existing = [field.name for field in client.get_table(self.table_id(table)).schema]
+            schema = client.get_table(self.table_id(table)).schema
         except google_errors.NotFound:
-            raise WarehouseError(f"table {self.table_id(table)} does not exist") from None
-        missing = [c for c in table.column_names if c not in existing]
-        if missing:
-            raise WarehouseError(f"table {self.table_id(table)} has no column(s) {missing}")
+            return {}
+        return {field.name: field.field_type for field in schema}
+
+    def _require_columns(self, client: bigquery.Client, table: TableSpec) -> None:
+        require_columns(table, self.table_id(table), self._columns(client, table))
 
 
 def bigquery_schema(columns: tuple[Column, ...]) -> list[bigquery.SchemaField]:
@@ -316,6 +336,15 @@ def latest_row_sql(table_id: str, columns: list[str], keys: list[str]) -> str:
     return (
         f"SELECT {names} FROM `{table_id}` WHERE market = @market{matches} "
         "ORDER BY month DESC LIMIT 1"
+    )
+
+
+def unmatched_markets_sql(table_id: str) -> str:
+    return (
+        f"SELECT month, market, count(*) AS n FROM `{table_id}` "
+        "WHERE month IN UNNEST(@months) "
+        "AND (market IS NULL OR market NOT IN UNNEST(@markets)) "
+        "GROUP BY month, market ORDER BY month, market NULLS LAST"
     )
 
 

@@ -18,11 +18,13 @@ from coverage_serving.warehouse.base import (
     Rows,
     Staged,
     TableSpec,
+    UnmatchedMarket,
     Verify,
     arrow_to_frame,
     check_rows_fit_partition,
     check_staged,
     chunks_of,
+    require_columns,
     require_key_columns,
 )
 
@@ -118,6 +120,20 @@ class DuckDBWarehouse:
                 params=[market, *key.values()],
             )
             return arrow_to_frame(found.to_arrow_table(), table)
+
+    def unmatched_markets(
+        self, table: TableSpec, markets: Sequence[str], months: Sequence[date]
+    ) -> list[UnmatchedMarket]:
+        with self._connect() as con:
+            self._require_columns(con, table)
+            found = con.execute(
+                f"SELECT month, market, count(*) FROM {_table(table)} "
+                "WHERE list_contains(?::DATE[], month) "
+                "AND (market IS NULL OR NOT list_contains(?::VARCHAR[], market)) "
+                "GROUP BY month, market ORDER BY month, market NULLS LAST",
+                [list(months), list(markets)],
+            ).fetchall()
+        return [UnmatchedMarket(month, market, rows) for month, market, rows in found]
 
     def _select(
         self, con: duckdb.DuckDBPyConnection, table: TableSpec, partition: Partition
@@ -217,8 +233,10 @@ class DuckDBWarehouse:
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         with self._connect() as con:
-            if not self._existing_columns(con, table):
+            existing = self._existing_columns(con, table)
+            if not existing:
                 return []
+            require_columns(table, table.qualified_name, existing)
             found = con.execute(
                 f"SELECT DISTINCT market, month FROM {_table(table)} ORDER BY market, month"
             ).fetchall()
@@ -239,24 +257,20 @@ class DuckDBWarehouse:
             ).fetchall()
         return [(Partition(market, month), tuple(values)) for market, month, *values in found]
 
-    def _existing_columns(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> list[str]:
+    def _existing_columns(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> dict[str, str]:
+        """The table's columns and their types, in order; none when it does not exist."""
         found = con.execute(
-            "SELECT column_name FROM information_schema.columns "
+            "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
             [table.schema, table.name],
         ).fetchall()
-        return [name for (name,) in found]
+        return dict(found)
 
     def _require_columns(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> None:
-        existing = self._existing_columns(con, table)
-        if not existing:
-            raise WarehouseError(f"table {table.qualified_name} does not exist")
-        missing = [c for c in table.column_names if c not in existing]
-        if missing:
-            raise WarehouseError(f"table {table.qualified_name} has no column(s) {missing}")
+        require_columns(table, table.qualified_name, self._existing_columns(con, table))
 
     def _create_if_missing(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> None:
-        existing = self._existing_columns(con, table)
+        existing = list(self._existing_columns(con, table))
         if existing and existing != table.column_names:
             raise WarehouseError(
                 f"table {table.qualified_name} has columns {existing} but the contract expects "

@@ -158,3 +158,15 @@ def test_shipped_automation_polls_and_refreshes_monthly() -> None:
     automation = load_serving_config().automation
     assert automation.registry_poll_seconds == 30
     assert automation.refresh_cron == "0 6 2 * *"
+
+
+def test_unmatched_markets_is_warn_by_default_and_warn_or_fail(tmp_path: Path) -> None:
+    assert load_serving_config(SMALL_CONFIG).models["store"].unmatched_markets == "warn"
+    failing = load_serving_config(
+        _write(tmp_path, lambda raw: raw["models"]["store"].update(unmatched_markets="fail"))
+    )
+    assert failing.models["store"].unmatched_markets == "fail"
+
+    message = _error(tmp_path, lambda raw: raw["models"]["store"].update(unmatched_markets="skip"))
+
+    assert "model 'store', field 'unmatched_markets': Input should be 'warn' or 'fail'" in message

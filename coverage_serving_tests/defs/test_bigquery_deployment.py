@@ -53,6 +53,7 @@ def test_both_models_materialise_into_bigquery(
         assert set(rows["dagster_run_id"]) == {result.run_id}
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
         "input_contract": True,
+        "unmatched_markets": True,
         "output_contract": True,
     }
 

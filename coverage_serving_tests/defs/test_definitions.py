@@ -140,7 +140,10 @@ def test_a_third_model_gets_assets_checks_jobs_and_automation(
         "checks": ["output_contract"],
         "backfill": "BackfillPolicyType.SINGLE_RUN",
     }
-    assert graph["assets"]["store_churn_features"]["checks"] == ["input_contract"]
+    assert graph["assets"]["store_churn_features"]["checks"] == [
+        "input_contract",
+        "unmatched_markets",
+    ]
     assert {"store_churn_registry_sensor", "store_churn_new_data_sensor"} <= set(graph["sensors"])
     assert graph["schedules"]["store_churn_monthly_refresh"]["job"] == "score_store_churn"
     assert graph["jobs"]["score_store_churn"] == [

@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from coverage_serving.config import InvalidRows, ModelConfig, ServingConfig
+from coverage_serving.config import InvalidRows, ModelConfig, ServingConfig, UnmatchedMarkets
 from coverage_serving.core.tables import (
     features_table,
     predictions_table,
@@ -59,6 +59,30 @@ def quarantining(model: ModelConfig, max_fraction: float) -> ModelConfig:
     )
 
 
+def alter_source(state: LocalState, model: ModelConfig, *statements: str) -> None:
+    """Run statements on the source table, named `{source}` in them."""
+    with duckdb.connect(str(state.warehouse_path)) as connection:
+        for statement in statements:
+            connection.execute(statement.format(source=source_table(model).qualified_name))
+
+
+def misspell_markets(state: LocalState, model: ModelConfig) -> None:
+    """Two of the partition's rows get market 'IN ' (a trailing space), one gets 'in'."""
+    corrupt_source(state, model, "market = 'IN '")
+    alter_source(
+        state,
+        model,
+        "UPDATE {source} SET market = 'in' WHERE market = 'IN' AND month = '2026-01-01' "
+        "AND store_id = 'S-IN-000005'",
+    )
+
+
+def failure_description(result: dg.ExecuteInProcessResult, node: str) -> str:
+    failure = result.failure_data_for_node(node)
+    assert failure is not None and failure.user_failure_data is not None
+    return str(failure.user_failure_data.description)
+
+
 @pytest.fixture
 def scored_before(
     small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
@@ -67,6 +91,28 @@ def scored_before(
     model = small_config.models["store"]
     assert score(model, small_config, state).success
     return warehouse.read_partition(predictions_table(model), PARTITION)
+
+
+def partition_tables(warehouse: DuckDBWarehouse, model: ModelConfig) -> list[pd.DataFrame]:
+    """What the feature and prediction tables hold for PARTITION."""
+    return [
+        warehouse.read_partition(table, PARTITION)
+        for table in (features_table(model), predictions_table(model))
+    ]
+
+
+@pytest.fixture
+def tables_before(
+    small_config: ServingConfig, warehouse: DuckDBWarehouse, scored_before: pd.DataFrame
+) -> list[pd.DataFrame]:
+    return partition_tables(warehouse, small_config.models["store"])
+
+
+def assert_unchanged(
+    warehouse: DuckDBWarehouse, model: ModelConfig, before: list[pd.DataFrame]
+) -> None:
+    for after, held in zip(partition_tables(warehouse, model), before, strict=True):
+        pd.testing.assert_frame_equal(after, held)
 
 
 def test_an_unseen_category_fails_naming_column_and_keys(
@@ -252,3 +298,100 @@ def test_a_password_in_the_registry_uri_never_reaches_logs_or_metadata(
     for text in [*recorded, snapshot, captured.out, captured.err]:
         assert secret not in text
     assert any("svc:***@" in text or "//***@" in text for text in recorded)
+
+
+def test_rows_of_no_configured_market_are_a_warning_with_their_values_and_counts(
+    small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
+) -> None:
+    model = small_config.models["store"]
+    misspell_markets(state, model)
+
+    result = score(model, small_config, state)
+
+    assert result.success
+    check = check_results(result)["unmatched_markets"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["unmatched_rows"].value == 3
+    assert check.metadata["unmatched_by_month"].value == {"2026-01-01": {"'IN '": 2, "'in'": 1}}
+    assert check.description == (
+        "3 row(s) of source.stores have a market that is none of IN, ID, so no partition reads "
+        "them: 2026-01-01: 2 x 'IN ', 1 x 'in'"
+    )
+    [features] = result.asset_materializations_for_node("store_features")
+    assert features.metadata["unmatched_rows"].value == 3
+    scored = warehouse.read_partition(predictions_table(model), PARTITION)
+    assert len(scored) == SMALL_ROWS["stores"] - 3
+
+
+def test_rows_of_no_configured_market_fail_their_month_when_configured_and_write_nothing(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    tables_before: list[pd.DataFrame],
+) -> None:
+    model = small_config.models["store"].model_copy(
+        update={"unmatched_markets": UnmatchedMarkets.FAIL}
+    )
+    misspell_markets(state, model)
+
+    for partition in (PARTITION.key, "ID|2026-01-01"):  # the rows could be any market's
+        result = score(model, small_config, state, partition)
+
+        assert not result.success
+        check = check_results(result)["unmatched_markets"]
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        assert check.metadata["unmatched_rows"].value == 3
+        assert failure_description(result, "store_features") == (
+            f"model 'store', partition {partition}: 3 row(s) of source.stores have a market "
+            "that is none of IN, ID, so no partition reads them: 2026-01-01: 2 x 'IN ', "
+            "1 x 'in'; nothing was written (unmatched_markets: fail)"
+        )
+    assert_unchanged(warehouse, model, tables_before)
+    # Another month is clean: its partitions are written.
+    assert score(model, small_config, state, "IN|2026-02-01").success
+
+
+def column_held_as(held: str) -> tuple[str, str]:
+    return (
+        f'ALTER TABLE {{source}} RENAME COLUMN store_id TO "{held}"',
+        f"table source.stores has no column(s) ['store_id']; 'store_id' exists as {held!r} "
+        "(column names must match the config exactly)",
+    )
+
+
+def month_stored_as(sql_type: str, shown: str) -> tuple[str, str]:
+    return (
+        f"ALTER TABLE {{source}} ALTER month TYPE {sql_type}",
+        f"table source.stores: column 'month' is {shown}, expected DATE (the first day of the "
+        "month; store it as DATE, e.g. CAST(month AS DATE))",
+    )
+
+
+@pytest.mark.parametrize(
+    ("alteration", "complaint"),
+    [
+        column_held_as("Store_ID"),
+        column_held_as("STORE_ID"),
+        column_held_as("store_id "),
+        month_stored_as("TIMESTAMP", "TIMESTAMP"),
+        month_stored_as("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"),
+    ],
+)
+def test_a_source_table_unlike_the_config_fails_naming_model_partition_and_column(
+    alteration: str,
+    complaint: str,
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    tables_before: list[pd.DataFrame],
+) -> None:
+    model = small_config.models["store"]
+    alter_source(state, model, alteration)
+
+    result = score(model, small_config, state)
+
+    assert not result.success
+    assert failure_description(result, "store_features") == (
+        f"model 'store', partition IN|2026-01-01: {complaint}"
+    )
+    assert_unchanged(warehouse, model, tables_before)

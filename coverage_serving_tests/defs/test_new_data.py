@@ -4,6 +4,7 @@ how many runs."""
 from datetime import date
 
 import dagster as dg
+import duckdb
 import pytest
 
 from coverage_serving.config import ServingConfig
@@ -30,6 +31,11 @@ def tick(config: ServingConfig, state: LocalState) -> dg.SensorResult | dg.SkipR
 def requests(result: dg.SensorResult | dg.SkipReason) -> list[tuple]:
     assert isinstance(result, dg.SensorResult)
     return [(r.run_key, r.partition_key, dict(r.tags)) for r in result.run_requests or []]
+
+
+def skip_message(result: dg.SensorResult | dg.SkipReason) -> str | None:
+    assert isinstance(result, dg.SkipReason)
+    return result.skip_message
 
 
 def month_run(month: str) -> tuple:
@@ -79,25 +85,77 @@ def test_nothing_is_requested_once_everything_is_scored(
 ) -> None:
     score(small_config, state)
 
-    result = tick(small_config, state)
-
-    assert isinstance(result, dg.SkipReason)
-    assert result.skip_message == "no new source partitions"
+    assert skip_message(tick(small_config, state)) == "no new source partitions"
 
 
-def test_a_partition_outside_the_config_is_named_not_scored(
+def test_partitions_outside_the_config_are_named_not_scored(
     small_config: ServingConfig, state: LocalState, warehouse: DuckDBWarehouse
 ) -> None:
     score(small_config, state)
     table = source_table(small_config.models["store"])
     landed = warehouse.read_partition(table, Partition("IN", date(2026, 1, 1)))
-    warehouse.replace_partition(
-        table, Partition("BR", date(2026, 1, 1)), landed.assign(market="BR")
+    for market, month in [("BR", date(2026, 1, 1)), ("IN", date(2025, 12, 1))]:
+        warehouse.replace_partition(
+            table, Partition(market, month), landed.assign(market=market, month=month)
+        )
+
+    assert skip_message(tick(small_config, state)) == (
+        "no new source partitions; not configured, so not scored: IN|2025-12-01; 300 row(s) of "
+        "source.stores have a market that is none of IN, ID, so no partition reads them: "
+        "2026-01-01: 300 x 'BR'"
     )
+
+
+def misspell_markets(state: LocalState) -> None:
+    with duckdb.connect(str(state.warehouse_path)) as connection:
+        connection.execute(
+            "UPDATE source.stores SET market = 'IN ' WHERE market = 'IN' "
+            "AND month = '2026-02-01' AND store_id IN ('S-IN-000001', 'S-IN-000002')"
+        )
+
+
+UNMATCHED = (
+    "2 row(s) of source.stores have a market that is none of IN, ID, so no partition reads "
+    "them: 2026-02-01: 2 x 'IN '"
+)
+
+
+def test_rows_of_no_configured_market_are_named_while_the_others_are_scored(
+    small_config: ServingConfig, state: LocalState, capfd: pytest.CaptureFixture[str]
+) -> None:
+    misspell_markets(state)
 
     result = tick(small_config, state)
 
-    assert isinstance(result, dg.SkipReason)
-    assert result.skip_message == (
-        "no new source partitions; not configured, so not scored: BR|2026-01-01"
+    # No run for 'IN ': only the configured partitions are requested; the tick's log says why.
+    assert requests(result) == [month_run("2026-01-01"), month_run("2026-02-01")]
+    assert f"WARNING - {UNMATCHED}" in capfd.readouterr().err
+
+    score(small_config, state)
+    assert skip_message(tick(small_config, state)) == f"no new source partitions; {UNMATCHED}"
+
+
+@pytest.mark.parametrize(
+    ("alteration", "complaint"),
+    [
+        (
+            'RENAME COLUMN store_id TO "Store_ID"',
+            "table source.stores has no column(s) ['store_id']; 'store_id' exists as 'Store_ID' "
+            "(column names must match the config exactly)",
+        ),
+        (
+            "ALTER month TYPE TIMESTAMP",
+            "table source.stores: column 'month' is TIMESTAMP, expected DATE (the first day of "
+            "the month; store it as DATE, e.g. CAST(month AS DATE))",
+        ),
+    ],
+)
+def test_a_source_table_unlike_the_config_skips_the_tick_naming_the_column(
+    small_config: ServingConfig, state: LocalState, alteration: str, complaint: str
+) -> None:
+    with duckdb.connect(str(state.warehouse_path)) as connection:
+        connection.execute(f"ALTER TABLE source.stores {alteration}")
+
+    assert skip_message(tick(small_config, state)) == (
+        f"model 'store': the warehouse could not be read, tick skipped: {complaint}"
     )

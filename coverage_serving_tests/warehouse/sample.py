@@ -8,6 +8,7 @@ import pytest
 from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, TableSpec, Warehouse
+from coverage_serving.warehouse.base import UnmatchedMarket
 
 TABLE = TableSpec(
     "serving",
@@ -98,3 +99,42 @@ def check_distinct_values(warehouse: Warehouse) -> None:
         [(JANUARY, (1, "n0")), (JANUARY, (1, None)), (JANUARY, (2, "n2"))], key=str
     )
     assert sorted(everything) == [(JANUARY, (1,)), (JANUARY, (2,)), (FEBRUARY, (3,))]
+
+
+def check_unmatched_markets(warehouse: Warehouse) -> None:
+    """Rows of the months asked about whose market is not exactly one of the markets are
+    counted per month and value ('IN ' and 'in' are not 'IN'); other months are not counted,
+    and markets are bound values, so a hostile one only matches nothing."""
+    landed = {
+        JANUARY: 3,
+        Partition("IN ", JANUARY.month): 2,
+        Partition("in", JANUARY.month): 1,
+        Partition("ID", FEBRUARY.month): 4,
+        FEBRUARY: 1,
+        Partition("XX", date(2026, 3, 1)): 5,
+    }
+    for partition, count in landed.items():
+        warehouse.replace_partition(TABLE, partition, rows(partition, count))
+    months = [JANUARY.month, FEBRUARY.month]
+
+    assert warehouse.unmatched_markets(TABLE, ["IN", "ID'; DROP TABLE x; --"], months) == [
+        UnmatchedMarket(JANUARY.month, "IN ", 2),
+        UnmatchedMarket(JANUARY.month, "in", 1),
+        UnmatchedMarket(FEBRUARY.month, "ID", 4),
+    ]
+    assert warehouse.unmatched_markets(TABLE, ["IN", "ID", "IN ", "in"], months) == []
+    assert warehouse.unmatched_markets(TABLE, ["IN"], [date(2026, 4, 1)]) == []
+
+
+def refusals_of_every_read(warehouse: Warehouse) -> set[str]:
+    """The errors of reading, listing and counting TABLE (each must raise one)."""
+    refusals = set()
+    for read in (
+        lambda: warehouse.read_partition(TABLE, JANUARY),
+        lambda: warehouse.list_partitions(TABLE),
+        lambda: warehouse.unmatched_markets(TABLE, ["IN"], [JANUARY.month]),
+    ):
+        with pytest.raises(WarehouseError) as raised:
+            read()
+        refusals.add(str(raised.value))
+    return refusals

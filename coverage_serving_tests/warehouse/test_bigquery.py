@@ -18,6 +18,7 @@ from coverage_serving.settings import LocalState
 from coverage_serving.warehouse.bigquery import (
     BigQueryClients,
     BigQueryWarehouse,
+    bigquery_schema,
     latest_row_sql,
     partition_parameters,
     replace_partition_sql,
@@ -30,6 +31,8 @@ from coverage_serving_tests.warehouse.sample import (
     check_constants,
     check_distinct_values,
     check_latest_row,
+    check_unmatched_markets,
+    refusals_of_every_read,
     rows,
 )
 
@@ -230,3 +233,29 @@ def test_latest_row_sql_binds_market_and_key_values() -> None:
 
 def test_distinct_values_are_per_partition_of_asked_months(warehouse: BigQueryWarehouse) -> None:
     check_distinct_values(warehouse)
+
+
+def test_unmatched_markets_are_counted_per_month_and_value(warehouse: BigQueryWarehouse) -> None:
+    check_unmatched_markets(warehouse)
+
+
+def test_a_column_in_another_case_and_a_timestamp_month_are_named(
+    warehouse: BigQueryWarehouse, rest_client: bigquery.Client
+) -> None:
+    # BigQuery resolves `id` to a column `Id` in queries (the emulator returns it as `Id`), and
+    # the emulator compares a TIMESTAMP month with a DATE that real BigQuery refuses: both are
+    # refused by name before any query.
+    held = {"id": ("Id", "STRING"), "month": ("month", "TIMESTAMP")}
+    schema = [
+        bigquery.SchemaField(*held.get(f.name, (f.name, f.field_type)), mode=f.mode)
+        for f in bigquery_schema(TABLE.columns)
+    ]
+    table_id = warehouse.table_id(TABLE)
+    rest_client.create_dataset(table_id.rsplit(".", 1)[0], exists_ok=True)
+    rest_client.create_table(bigquery.Table(table_id, schema=schema))
+
+    assert refusals_of_every_read(warehouse) == {
+        f"table {table_id} has no column(s) ['id']; 'id' exists as 'Id' (column names must "
+        f"match the config exactly); table {table_id}: column 'month' is TIMESTAMP, expected "
+        "DATE (the first day of the month; store it as DATE, e.g. CAST(month AS DATE))"
+    }

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, DuckDBWarehouse, TableSpec
+from coverage_serving.warehouse.base import UnmatchedMarket
 from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     JANUARY,
@@ -18,6 +19,8 @@ from coverage_serving_tests.warehouse.sample import (
     check_constants,
     check_distinct_values,
     check_latest_row,
+    check_unmatched_markets,
+    refusals_of_every_read,
     rows,
 )
 
@@ -145,6 +148,41 @@ def test_reading_a_table_without_a_column_names_it(warehouse: DuckDBWarehouse) -
         warehouse.read_partition(wider, JANUARY)
 
 
+def alter(database: Path, statement: str) -> None:
+    with duckdb.connect(str(database)) as con:
+        con.execute(statement)
+
+
+HELD_AS = (
+    "table serving.scores has no column(s) ['id']; 'id' exists as {!r} (column names must "
+    "match the config exactly)"
+)
+MONTH_AS = (
+    "table serving.scores: column 'month' is {}, expected DATE (the first day of the month; "
+    "store it as DATE, e.g. CAST(month AS DATE))"
+)
+
+
+@pytest.mark.parametrize(
+    ("alteration", "complaint"),
+    [
+        ('RENAME COLUMN id TO "Id"', HELD_AS.format("Id")),
+        ('RENAME COLUMN id TO "ID"', HELD_AS.format("ID")),
+        ('RENAME COLUMN id TO "id "', HELD_AS.format("id ")),
+        ('RENAME COLUMN id TO " id"', HELD_AS.format(" id")),
+        ("ALTER month TYPE TIMESTAMP", MONTH_AS.format("TIMESTAMP")),
+        ("ALTER month TYPE TIMESTAMPTZ", MONTH_AS.format("TIMESTAMP WITH TIME ZONE")),
+    ],
+)
+def test_a_column_unlike_the_contract_is_named_as_it_exists(
+    warehouse: DuckDBWarehouse, database: Path, alteration: str, complaint: str
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    alter(database, f"ALTER TABLE serving.scores {alteration}")
+
+    assert refusals_of_every_read(warehouse) == {complaint}
+
+
 def test_a_table_whose_columns_drifted_is_not_written(
     warehouse: DuckDBWarehouse, database: Path
 ) -> None:
@@ -177,3 +215,18 @@ def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: DuckDBWarehou
 
 def test_distinct_values_are_per_partition_of_asked_months(warehouse: DuckDBWarehouse) -> None:
     check_distinct_values(warehouse)
+
+
+def test_unmatched_markets_are_counted_per_month_and_value(warehouse: DuckDBWarehouse) -> None:
+    check_unmatched_markets(warehouse)
+
+
+def test_a_null_market_is_unmatched(warehouse: DuckDBWarehouse, database: Path) -> None:
+    # A source table loaded by hand may allow NULL markets, which no partition reads either.
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    alter(database, "ALTER TABLE serving.scores ALTER market DROP NOT NULL")
+    alter(database, "UPDATE serving.scores SET market = NULL WHERE id = 'k0'")
+
+    assert warehouse.unmatched_markets(TABLE, ["IN"], [JANUARY.month]) == [
+        UnmatchedMarket(JANUARY.month, None, 1)
+    ]
