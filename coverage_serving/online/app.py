@@ -6,15 +6,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
-from typing import Any
+from http import HTTPStatus
+from typing import Annotated, Any, NoReturn
 
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException
 
 from coverage_serving.config import OnlineConfig, ServingConfig
-from coverage_serving.core.contracts import ContractViolation
+from coverage_serving.core.contracts import SAMPLE_SIZE, ContractViolation
 from coverage_serving.errors import (
     EmptyPartitionError,
     RegistryError,
@@ -22,15 +24,17 @@ from coverage_serving.errors import (
     ServingError,
     UnservableModelError,
 )
+from coverage_serving.online import wire
 from coverage_serving.online.served import (
     NotReadyError,
     ServedModel,
+    Status,
     UnknownKeyError,
     frame_of_json_rows,
     latest_features,
     score_rows,
 )
-from coverage_serving.partition import MARKET_CODE, Partition
+from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry, redact
 from coverage_serving.warehouse import Warehouse
 
@@ -55,32 +59,18 @@ STATUS_OF_ERROR: list[tuple[type[ServingError], int]] = [
 ]
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    market: str = Field(pattern=f"^{MARKET_CODE.pattern}$")
-    month: date | None = Field(
-        default=None, description="First day of the month the rows belong to; needed with rows"
-    )
-    rows: list[dict[str, Any]] | None = Field(
-        default=None, description="Feature rows: key column(s) and every configured feature"
-    )
-    key: dict[str, str | int] | None = Field(
-        default=None, description="Score this key's latest feature row from the warehouse"
-    )
-    version: int | None = Field(
-        default=None, ge=1, description="Score with this version instead of the alias's"
-    )
-
-    @model_validator(mode="after")
-    def _rows_or_key(self) -> "PredictRequest":
-        if (self.rows is None) == (self.key is None):
-            raise ValueError("give either rows or key, not both and not neither")
-        if self.rows is not None and self.month is None:
-            raise ValueError("rows need the month they belong to")
-        if self.month is not None and self.month.day != 1:
-            raise ValueError(f"month {self.month} is not the first day of a month")
-        return self
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": wire.ErrorBody, "description": description}
+    for status, description in [
+        (400, "A body that is not UTF-8 JSON, or that nests too deep"),
+        (404, "No such model, key or version"),
+        (411, "No Content-Length"),
+        (413, "More rows than online.max_rows, or a body over online.max_body_bytes"),
+        (422, "A field of the wrong type or shape, or feature rows that fail the input contract"),
+        (503, "The registry does not answer, or the model has no loaded version yet"),
+        (500, "A server fault: the message has a reference to the server log"),
+    ]
+}
 
 
 def build_app(
@@ -113,11 +103,39 @@ def build_app(
         lifespan=lifespan,
     )
     app.middleware("http")(_limit_body(online.max_body_bytes))
+    # The model each predict route serves, for the errors FastAPI finds before a route runs.
+    model_of_path = {_predict_path(name): name for name in served}
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, err: ServingError) -> JSONResponse:
         status = next(code for kind, code in STATUS_OF_ERROR if isinstance(err, kind))
         return _error(status, {**err.metadata(), "message": redact(str(err))})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        model = model_of_path.get(request.url.path)
+        problems = wire.body_problems(err.errors())
+        listed = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:SAMPLE_SIZE])
+        more = f" (and {len(problems) - SAMPLE_SIZE} more)" if len(problems) > SAMPLE_SIZE else ""
+        return _error(
+            422,
+            {
+                "error": "InvalidRequest",
+                "model": model,
+                "message": f"invalid request for model {model!r}: {listed}{more}",
+                "fields": problems,
+            },
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body it cannot parse, an unknown path) shaped like ours.
+        name = HTTPStatus(err.status_code).phrase.title().replace(" ", "")
+        return JSONResponse(
+            {"error": name, "message": str(err.detail)},
+            status_code=err.status_code,
+            headers=err.headers,
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
@@ -129,57 +147,89 @@ def build_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        response_model=wire.Readiness,
+        responses={503: {"model": wire.Readiness, "description": "A model has no version yet"}},
+    )
     def readyz() -> JSONResponse:
         statuses = [model.status().__dict__ for model in served.values()]
         ready = all(status["version"] is not None for status in statuses)
         return JSONResponse({"ready": ready, "models": statuses}, status_code=200 if ready else 503)
 
     @app.get("/v1/models")
-    def list_models() -> list[dict[str, Any]]:
-        return [model.status().__dict__ for model in served.values()]
+    def list_models() -> list[Status]:
+        return [model.status() for model in served.values()]
 
-    @app.post("/v1/models/{model}/refresh")
-    def refresh(model: str) -> dict[str, Any]:
+    # Documented as the configured names; any other name is answered with a 404 naming it.
+    ModelName = Annotated[str, Path(json_schema_extra={"enum": sorted(served)})]
+
+    @app.post("/v1/models/{model}/refresh", responses={s: ERRORS[s] for s in (404, 422, 500)})
+    def refresh(model: ModelName) -> Status:
         """Follow the alias now instead of at the next refresh interval."""
         chosen = _served(served, model)
         chosen.refresh()
-        return chosen.status().__dict__
+        return chosen.status()
 
-    @app.post("/v1/models/{model}/predict")
-    def predict(model: str, request: PredictRequest) -> dict[str, Any]:
-        chosen = _served(served, model)
-        if request.rows is not None and len(request.rows) > online.max_rows:
+    def score(chosen: ServedModel, body: wire.KeyRequest | wire.RowsRequest) -> dict[str, Any]:
+        if isinstance(body, wire.RowsRequest) and len(body.rows) > online.max_rows:
             raise TooManyRowsError(
-                f"{len(request.rows)} rows in one request; at most {online.max_rows} "
-                "(online.max_rows)"
+                f"{len(body.rows)} rows in one request; at most {online.max_rows} (online.max_rows)"
             )
         # One LoadedModel for the whole request: a version switch cannot split it.
-        loaded = chosen.current() if request.version is None else chosen.pinned(request.version)
-        if request.key is not None:
+        loaded = chosen.current() if body.version is None else chosen.pinned(body.version)
+        if isinstance(body, wire.KeyRequest):
             partition, features = latest_features(
-                warehouse, chosen.config, request.market, request.key
+                warehouse, chosen.config, body.market, body.key.model_dump()
             )
         else:
-            assert request.month is not None and request.rows is not None  # the validator's
-            partition = Partition(request.market, request.month)
-            features = frame_of_json_rows(chosen.config, request.rows)
+            partition = Partition(body.market, body.month)
+            features = frame_of_json_rows(chosen.config, [row.model_dump() for row in body.rows])
         request_id = uuid.uuid4().hex
         scored = score_rows(chosen.config, loaded, partition, features, request_id)
         return {
-            "model": model,
+            "model": chosen.config.name,
             "model_version": loaded.ref.version,
             "request_id": request_id,
-            "rows": _records(scored.drop(columns=["dagster_run_id"])),
+            "rows": _records(scored.drop(columns=wire.NOT_RETURNED)),
         }
+
+    def add_predict_route(chosen: ServedModel) -> None:
+        body_type = wire.predict_request(chosen.config, online.max_rows)
+
+        @app.post(
+            _predict_path(chosen.config.name),
+            response_model=wire.predict_response(chosen.config),
+            responses=ERRORS,
+            summary=f"Score with model {chosen.config.name!r}",
+            operation_id=f"predict_{chosen.config.name}",
+        )
+        def predict(body: body_type) -> dict[str, Any]:
+            return score(chosen, body)
+
+    # A route per model: each has its own body, checked against the model's config.
+    for chosen in served.values():
+        add_predict_route(chosen)
+
+    @app.post("/v1/models/{model}/predict", include_in_schema=False, response_model=None)
+    def predict_unconfigured(model: str) -> NoReturn:
+        raise _not_configured(served, model)
 
     return app
 
 
+def _predict_path(model: str) -> str:
+    return f"/v1/models/{model}/predict"
+
+
 def _served(served: dict[str, ServedModel], model: str) -> ServedModel:
     if model not in served:
-        raise RegistryError(f"model {model!r} is not configured; configured: {sorted(served)}")
+        raise _not_configured(served, model)
     return served[model]
+
+
+def _not_configured(served: dict[str, ServedModel], model: str) -> RegistryError:
+    return RegistryError(f"model {model!r} is not configured; configured: {sorted(served)}")
 
 
 def _keep_refreshing(

@@ -105,14 +105,13 @@ def score_rows(
 
 
 def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Feature rows from a JSON body, typed as the warehouse would hand them over."""
-    frame = pd.DataFrame.from_records(rows)
-    # JSON has no float column: a float feature whose values are all null arrives as objects,
-    # which the contract would reject as the wrong type. Any other mismatch is left to it.
-    for name, spec in config.features.items():
-        if spec.type == ColumnType.FLOAT and name in frame and frame[name].isna().all():
-            frame[name] = frame[name].astype("float64")
-    return frame
+    """Feature rows whose values already have their column's type (online.wire), as the frame
+    the warehouse would hand over: each key and feature column of the config's dtype."""
+    columns = {**config.keys, **config.features}
+    # Not inferred from the values: a float column of whole numbers or nulls only is float64.
+    dtypes = {ColumnType.STRING: "object", ColumnType.INT: "int64", ColumnType.FLOAT: "float64"}
+    frame = pd.DataFrame.from_records(rows, columns=list(columns))
+    return frame.astype({name: dtypes[spec.type] for name, spec in columns.items()})
 
 
 def latest_features(
