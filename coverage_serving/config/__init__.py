@@ -2,18 +2,21 @@
 
 from coverage_serving.config.loader import ConfigError, default_config_path, load_serving_config
 from coverage_serving.config.schema import (
+    ChallengerConfig,
     ColumnSpec,
     ColumnType,
     InvalidRows,
     ModelConfig,
     OnlineConfig,
     PredictionSpec,
+    PromotionGate,
     RegistryConfig,
     ServingConfig,
     UnmatchedMarkets,
 )
 
 __all__ = [
+    "ChallengerConfig",
     "ColumnSpec",
     "ColumnType",
     "ConfigError",
@@ -21,6 +24,7 @@ __all__ = [
     "ModelConfig",
     "OnlineConfig",
     "PredictionSpec",
+    "PromotionGate",
     "RegistryConfig",
     "ServingConfig",
     "UnmatchedMarkets",

@@ -138,6 +138,25 @@ class OnlineConfig(_Strict):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
 
 
+class ChallengerConfig(_Strict):
+    """A version scored in shadow: into <output_table>_shadow, compared with the served one."""
+
+    alias: RegistryName = "challenger"
+    # The partitions the registry sensor keeps shadowed: every market of the last N months
+    # (None: every partition). Any other partition can be shadowed by hand from the UI.
+    last_months: int | None = Field(default=None, ge=1)
+
+
+class PromotionGate(_Strict):
+    """Thresholds a version's shadow comparison must meet, on every compared partition, before
+    the served alias may move to it; unset thresholds are not checked."""
+
+    min_rank_correlation: float | None = Field(default=None, ge=-1, le=1)
+    min_top_decile_overlap: float | None = Field(default=None, ge=0, le=1)
+    max_psi: float | None = Field(default=None, ge=0)
+    max_abs_mean_shift: float | None = Field(default=None, ge=0)
+
+
 class ModelConfig(_Strict):
     name: Identifier
     registered_model: RegistryName
@@ -155,6 +174,8 @@ class ModelConfig(_Strict):
     # With quarantine: the partition still fails when more than this share of rows is invalid.
     max_rejected_fraction: float = Field(default=0.01, ge=0, le=1)
     unmatched_markets: UnmatchedMarkets = UnmatchedMarkets.WARN
+    challenger: ChallengerConfig | None = None
+    promotion_gate: PromotionGate | None = None
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "ModelConfig":
@@ -180,6 +201,12 @@ class ModelConfig(_Strict):
             raise ValueError(f"markets are listed more than once: {self.markets}")
         if self.last_month is not None and self.last_month < self.first_month:
             raise ValueError("last_month is before first_month")
+        if self.promotion_gate is not None and self.challenger is None:
+            raise ValueError(
+                "promotion_gate compares a version in shadow first: configure a challenger"
+            )
+        if self.challenger is not None and self.challenger.alias == self.alias:
+            raise ValueError(f"challenger alias {self.alias!r} is the served alias")
         return self
 
     @property
@@ -201,6 +228,10 @@ class ModelConfig(_Strict):
     @property
     def rejected_table(self) -> str:
         return f"{self.output_table}_rejected"
+
+    @property
+    def shadow_table(self) -> str:
+        return f"{self.output_table}_shadow"
 
 
 class ServingConfig(_Strict):

@@ -128,6 +128,17 @@ class Warehouse(Protocol):
         per month and market value, in that order: the rows no partition of `markets` reads."""
         ...
 
+    def compare_column(
+        self,
+        served: TableSpec,
+        challenger: TableSpec,
+        partition: Partition,
+        keys: Sequence[str],
+        column: str,
+    ) -> dict[str, Any]:
+        """The figures of `comparison_sql` for one partition of two tables: one row."""
+        ...
+
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
         """The market's row whose key columns equal `key`, from the latest month that has it:
         one row, or none."""
@@ -226,3 +237,67 @@ def arrow_to_frame(arrow: pa.Table | pa.RecordBatch, table: TableSpec) -> pd.Dat
         if column.kind == "timestamp":
             frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
     return frame
+
+
+def comparison_sql(
+    served: str,
+    challenger: str,
+    keys: Sequence[str],
+    column: str,
+    quote: Callable[[str], str],
+    parameter: Callable[[str], str],
+    bins: int = 10,
+) -> str:
+    """One query, in SQL both DuckDB and BigQuery run, comparing `column` of two tables over
+    the keys of one partition (parameters `market` and `month`): rows, absolute and signed
+    differences, Spearman's correlation of the ranks (RANK: ties take the lowest), the share of
+    the served top decile of keys also in the challenger's top decile, and per decile of the
+    served values (bin edges: each decile's lowest served value) how many served and challenger
+    values fall in it. Built from identifiers the config validated; values are parameters."""
+    on = " AND ".join(f"s.{quote(k)} = c.{quote(k)}" for k in [*keys, "market", "month"])
+    edges = ", ".join(
+        f"MIN(CASE WHEN decile = {i} THEN served END) AS edge_{i}" for i in range(2, bins + 1)
+    )
+
+    def bin_of(value: str) -> str:
+        above = " + ".join(
+            f"CASE WHEN {value} >= edge_{i} THEN 1 ELSE 0 END" for i in range(2, bins + 1)
+        )
+        return f"1 + {above}"
+
+    counts = ", ".join(
+        f"SUM(CASE WHEN served_bin = {i} THEN 1 ELSE 0 END) AS served_bin_{i}, "
+        f"SUM(CASE WHEN challenger_bin = {i} THEN 1 ELSE 0 END) AS challenger_bin_{i}"
+        for i in range(1, bins + 1)
+    )
+    return f"""
+WITH pairs AS (
+  SELECT s.{quote(column)} AS served, c.{quote(column)} AS challenger
+  FROM {served} AS s JOIN {challenger} AS c ON {on}
+  WHERE s.market = {parameter("market")} AND s.month = {parameter("month")}
+),
+ranked AS (
+  SELECT served, challenger,
+    RANK() OVER (ORDER BY served) AS served_rank,
+    RANK() OVER (ORDER BY challenger) AS challenger_rank,
+    ROW_NUMBER() OVER (ORDER BY served DESC) AS served_place,
+    ROW_NUMBER() OVER (ORDER BY challenger DESC) AS challenger_place,
+    NTILE({bins}) OVER (ORDER BY served) AS decile,
+    COUNT(*) OVER () AS n
+  FROM pairs
+),
+edges AS (SELECT {edges} FROM ranked),
+binned AS (
+  SELECT ranked.*, {bin_of("served")} AS served_bin, {bin_of("challenger")} AS challenger_bin
+  FROM ranked CROSS JOIN edges
+)
+SELECT
+  COUNT(*) AS compared_rows,
+  AVG(ABS(challenger - served)) AS mean_abs_diff,
+  MAX(ABS(challenger - served)) AS max_abs_diff,
+  AVG(challenger - served) AS mean_diff,
+  CORR(served_rank * 1.0, challenger_rank * 1.0) AS rank_correlation,
+  SUM(CASE WHEN served_place <= CEIL(n / {bins}) AND challenger_place <= CEIL(n / {bins})
+      THEN 1 ELSE 0 END) / MAX(CEIL(n / {bins})) AS top_decile_overlap,
+  {counts}
+FROM binned"""

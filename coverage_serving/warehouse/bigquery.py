@@ -29,6 +29,7 @@ from coverage_serving.warehouse.base import (
     check_rows_fit_partition,
     check_staged,
     chunks_of,
+    comparison_sql,
     require_columns,
     require_key_columns,
 )
@@ -203,6 +204,28 @@ class BigQueryWarehouse:
                 (Partition(row["market"], row["month"]), tuple(row[c] for c in columns))
                 for row in found
             ]
+
+    def compare_column(
+        self,
+        served: TableSpec,
+        challenger: TableSpec,
+        partition: Partition,
+        keys: Sequence[str],
+        column: str,
+    ) -> dict[str, Any]:
+        sql = comparison_sql(
+            f"`{self.table_id(served)}`",
+            f"`{self.table_id(challenger)}`",
+            keys,
+            column,
+            lambda name: f"`{name}`",
+            lambda name: f"@{name}",
+        )
+        with self._connect() as clients, _as_warehouse_errors(challenger, partition, "comparing"):
+            self._require_columns(clients.rest, served)
+            self._require_columns(clients.rest, challenger)
+            [row] = clients.rest.query(sql, job_config=partition_parameters(partition)).result()
+            return dict(row.items())
 
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
         require_key_columns(table, key)

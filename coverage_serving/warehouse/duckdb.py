@@ -24,6 +24,7 @@ from coverage_serving.warehouse.base import (
     check_rows_fit_partition,
     check_staged,
     chunks_of,
+    comparison_sql,
     require_columns,
     require_key_columns,
 )
@@ -256,6 +257,24 @@ class DuckDBWarehouse:
                 [list(months)],
             ).fetchall()
         return [(Partition(market, month), tuple(values)) for market, month, *values in found]
+
+    def compare_column(
+        self,
+        served: TableSpec,
+        challenger: TableSpec,
+        partition: Partition,
+        keys: Sequence[str],
+        column: str,
+    ) -> dict[str, Any]:
+        sql = comparison_sql(
+            _table(served), _table(challenger), keys, column, _quote, lambda name: f"${name}"
+        )
+        with self._connect() as con:
+            self._require_columns(con, served)
+            self._require_columns(con, challenger)
+            relation = con.execute(sql, {"market": partition.market, "month": partition.month})
+            names = [d[0] for d in relation.description]
+            return dict(zip(names, relation.fetchone() or (), strict=True))
 
     def _existing_columns(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> dict[str, str]:
         """The table's columns and their types, in order; none when it does not exist."""

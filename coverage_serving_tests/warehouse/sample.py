@@ -2,9 +2,12 @@
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
+from coverage_serving.core.compare import comparison_of, psi
 from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, TableSpec, Warehouse
@@ -138,3 +141,36 @@ def refusals_of_every_read(warehouse: Warehouse) -> set[str]:
             read()
         refusals.add(str(raised.value))
     return refusals
+
+
+SHADOW = TableSpec("serving", "scores_shadow", TABLE.columns)
+
+
+def check_comparison(warehouse: Warehouse) -> None:
+    """compare_column's figures equal a hand computation: 200 keys, the challenger a noisy,
+    shifted copy of the served scores; keys only one table holds are not compared."""
+    rng = np.random.default_rng(7)
+    served = rows(JANUARY, count=200).assign(score=rng.gamma(2.0, 10.0, 200))
+    challenger = served.assign(score=served["score"] * 1.1 + rng.normal(0, 3, 200) + 2)
+    warehouse.replace_partition(TABLE, JANUARY, served)
+    warehouse.replace_partition(
+        SHADOW, JANUARY, pd.concat([challenger, rows(JANUARY).assign(id=["x0", "x1", "x2"])])
+    )
+
+    found = comparison_of(warehouse.compare_column(TABLE, SHADOW, JANUARY, ["id"], "score"))
+
+    s, c = served["score"].to_numpy(), challenger["score"].to_numpy()
+    edges = np.sort(s)[::20][1:]  # the lowest served value of deciles 2..10
+    top = set(np.argsort(-s)[:20]) & set(np.argsort(-c)[:20])
+    assert found.rows == 200
+    assert found.mean_abs_diff == pytest.approx(np.abs(c - s).mean())
+    assert found.max_abs_diff == pytest.approx(np.abs(c - s).max())
+    assert found.mean_diff == pytest.approx((c - s).mean())
+    assert found.rank_correlation == pytest.approx(spearmanr(s, c).statistic)
+    assert found.top_decile_overlap == pytest.approx(len(top) / 20)
+    assert found.served_bins == (20,) * 10
+    assert found.challenger_bins == tuple(
+        np.bincount(np.searchsorted(edges, c, "right"), minlength=10)
+    )
+    assert found.psi == pytest.approx(psi(found.served_bins, found.challenger_bins))
+    assert found.psi > 0.05  # shifted by 10% and +2: visibly apart

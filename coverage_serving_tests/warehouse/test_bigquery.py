@@ -28,6 +28,7 @@ from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     JANUARY,
     TABLE,
+    check_comparison,
     check_constants,
     check_distinct_values,
     check_latest_row,
@@ -259,3 +260,7 @@ def test_a_column_in_another_case_and_a_timestamp_month_are_named(
         f"match the config exactly); table {table_id}: column 'month' is TIMESTAMP, expected "
         "DATE (the first day of the month; store it as DATE, e.g. CAST(month AS DATE))"
     }
+
+
+def test_a_comparison_of_two_tables_equals_a_hand_computation(warehouse: BigQueryWarehouse) -> None:
+    check_comparison(warehouse)

@@ -16,6 +16,7 @@ from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     JANUARY,
     TABLE,
+    check_comparison,
     check_constants,
     check_distinct_values,
     check_latest_row,
@@ -230,3 +231,7 @@ def test_a_null_market_is_unmatched(warehouse: DuckDBWarehouse, database: Path) 
     assert warehouse.unmatched_markets(TABLE, ["IN"], [JANUARY.month]) == [
         UnmatchedMarket(JANUARY.month, None, 1)
     ]
+
+
+def test_a_comparison_of_two_tables_equals_a_hand_computation(warehouse: DuckDBWarehouse) -> None:
+    check_comparison(warehouse)
