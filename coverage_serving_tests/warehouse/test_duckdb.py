@@ -156,6 +156,32 @@ def test_a_table_whose_columns_drifted_is_not_written(
     assert sql(database, "SELECT count(*) FROM serving.scores") == [(3,)]
 
 
+def test_a_write_drops_the_staging_its_table_left_behind_and_no_other(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    left_behind = {
+        "serving_scores_0123456789ab": 7,  # a killed write of serving.scores
+        "serving_scores_extra_0123456789ab": 1,  # of another table, whose name starts alike
+        "features_scores_0123456789ab": 1,  # of a table of the same name in another schema
+    }
+    with duckdb.connect(str(database)) as con:
+        for name, count in left_behind.items():
+            con.execute(f'CREATE TABLE staging."{name}" AS SELECT * FROM serving.scores LIMIT 0')
+            con.execute(f'INSERT INTO staging."{name}" SELECT * FROM serving.scores LIMIT {count}')
+
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=2, version=2))
+
+    staging = sql(
+        database,
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'staging' ORDER BY table_name",
+    )
+    assert staging == [("features_scores_0123456789ab",), ("serving_scores_extra_0123456789ab",)]
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert len(january) == 2 and set(january["version"]) == {2}
+
+
 def test_a_hostile_market_value_is_only_data(warehouse: DuckDBWarehouse, database: Path) -> None:
     hostile = Partition("IN'; DROP TABLE serving.scores; --", date(2026, 1, 1))
     warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
