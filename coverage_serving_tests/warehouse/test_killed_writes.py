@@ -10,10 +10,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
-from google.cloud import bigquery
 
 from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.settings import HOME_VAR, LocalState
@@ -21,6 +19,7 @@ from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
 from coverage_serving.warehouse.bigquery import STAGING_LIFETIME, BigQueryWarehouse
 from coverage_serving_tests.warehouse.interrupted_write import NEW_ROWS
 from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+from coverage_serving_tests.warehouse.staging import bigquery_staging, duckdb_staging
 
 pytestmark = pytest.mark.integration
 
@@ -76,18 +75,6 @@ def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
     assert duckdb_staging(state.warehouse_path) == {}  # the next write dropped it, unread
 
 
-def duckdb_staging(path: Path) -> dict[str, int]:
-    """The staging tables in the file and their row counts."""
-    with duckdb.connect(str(path), read_only=True) as con:
-        names = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staging'"
-        ).fetchall()
-        return {
-            name: con.execute(f'SELECT count(*) FROM staging."{name}"').fetchall()[0][0]
-            for (name,) in names
-        }
-
-
 @pytest.fixture
 def bigquery_with_old_rows(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
     warehouse = warehouse_for_deployment(LocalState(tmp_path)).open()
@@ -103,24 +90,13 @@ def test_a_bigquery_replace_killed_after_staging_keeps_the_old_rows(
     kill_during_replace("staged", tmp_path, tmp_path)
 
     assert_old_rows_intact(warehouse)
-    [left_behind] = bigquery_staging(warehouse)
+    [left_behind] = bigquery_staging(warehouse, TABLE)
     assert left_behind.num_rows == NEW_ROWS
     assert left_behind.expires is not None
     assert left_behind.expires - datetime.now(UTC) <= STAGING_LIFETIME  # it expires by itself
     warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=5, version=3))
     january = warehouse.read_partition(TABLE, JANUARY)
     assert len(january) == 5 and set(january["version"]) == {3}  # the leftover is never read
-
-
-def bigquery_staging(warehouse: BigQueryWarehouse) -> list[bigquery.Table]:
-    """The staging tables beside the sample table in its dataset."""
-    dataset = warehouse.table_id(TABLE).rsplit(".", 1)[0]
-    with warehouse._connect() as clients:
-        return [
-            clients.rest.get_table(listed.reference)
-            for listed in clients.rest.list_tables(dataset)
-            if listed.table_id.startswith(f"{TABLE.name}__staging_")
-        ]
 
 
 def test_a_bigquery_replace_killed_during_the_swap_leaves_old_or_new_rows(
