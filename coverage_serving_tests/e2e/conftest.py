@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
+import mlflow
+import pandas as pd
 import pytest
 import yaml
+from mlflow.models import infer_signature
 
-from coverage_serving.config import ServingConfig, load_serving_config
+from coverage_serving.config import ModelConfig, ServingConfig, load_serving_config
+from coverage_serving.core.tables import features_table
 from coverage_serving.definitions import build_definitions
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.runner import run_main_jobs
@@ -47,8 +52,68 @@ class Platform:
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
 
+    def launch(self, job_name: str, tags: dict[str, str]) -> str:
+        """Launch a run of the job the way the UI does; its run id."""
+        launched = self.graphql(
+            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+              __typename ... on LaunchRunSuccess { run { runId } }
+              ... on PythonError { message } ... on InvalidSubsetError { message } } }""",
+            params={
+                "selector": {
+                    "repositoryLocationName": "coverage_serving",
+                    "repositoryName": "__repository__",
+                    "jobName": job_name,
+                },
+                "executionMetadata": {
+                    "tags": [{"key": key, "value": value} for key, value in tags.items()]
+                },
+            },
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
 
-@pytest.fixture(scope="module")
+    def read_table(self, sql: str) -> pd.DataFrame | None:
+        """The warehouse as an analyst sees it; None while a run holds the file's write lock."""
+        try:
+            with duckdb.connect(str(self.state.warehouse_path), read_only=True) as connection:
+                return connection.execute(sql).df()
+        except duckdb.IOException:
+            return None
+
+    def register_version(
+        self, model: ModelConfig, python_model: mlflow.pyfunc.PythonModel, alias: str | None = None
+    ) -> str:
+        """What a data scientist does, through the MLflow server: log and register a version
+        whose signature takes the model's features, and move `alias` to it if given."""
+        example = self.read_table(
+            f"SELECT {', '.join(model.feature_columns)} "
+            f"FROM {features_table(model).qualified_name} LIMIT 5",
+        )
+        assert example is not None
+        mlflow.set_tracking_uri(self.mlflow_url)
+        try:
+            mlflow.set_experiment(f"{model.name}-retraining")
+            with mlflow.start_run():
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=python_model,
+                    signature=infer_signature(example, [1.0] * len(example)),
+                    pip_requirements=["mlflow"],
+                    registered_model_name=model.registered_model,
+                )
+            version = str(info.registered_model_version)
+            if alias is not None:
+                mlflow.MlflowClient().set_registered_model_alias(
+                    model.registered_model, alias, version
+                )
+        finally:
+            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it
+        return version
+
+
+# One platform for the package: starting it (two servers, a scored copy of the state) is
+# most of an e2e test's time.
+@pytest.fixture(scope="package")
 def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     state = LocalState(root / "home")

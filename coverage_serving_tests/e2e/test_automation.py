@@ -4,14 +4,11 @@ launches it succeeds."""
 
 import time
 
-import duckdb
 import mlflow
 import pandas as pd
 import pytest
-from mlflow.models import infer_signature
 
-from coverage_serving.config import ModelConfig
-from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tables import predictions_table
 from coverage_serving_tests.conftest import SMALL_ROWS
 from coverage_serving_tests.e2e.conftest import POLL_SECONDS, Platform
 from coverage_serving_tests.processes import wait_for
@@ -35,44 +32,6 @@ def runs(platform: Platform, **run_filter: object) -> list[dict]:
     return found
 
 
-def read_table(platform: Platform, sql: str) -> pd.DataFrame | None:
-    """The warehouse as an analyst sees it; None while a run holds the file's write lock."""
-    try:
-        with duckdb.connect(str(platform.state.warehouse_path), read_only=True) as connection:
-            return connection.execute(sql).df()
-    except duckdb.IOException:
-        return None
-
-
-def register_and_promote(platform: Platform, model: ModelConfig) -> str:
-    """What a data scientist does, through the MLflow server: log, register, move the alias."""
-    example = read_table(
-        platform,
-        f"SELECT {', '.join(model.feature_columns)} "
-        f"FROM {features_table(model).qualified_name} LIMIT 5",
-    )
-    assert example is not None
-    mlflow.set_tracking_uri(platform.mlflow_url)
-    try:
-        mlflow.set_experiment("store-retraining")
-        with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=Constant(),
-                signature=infer_signature(example, [1.0] * len(example)),
-                input_example=example,
-                pip_requirements=["mlflow"],
-                registered_model_name=model.registered_model,
-            )
-        version = info.registered_model_version
-        mlflow.MlflowClient().set_registered_model_alias(
-            model.registered_model, model.alias, version
-        )
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it
-    return str(version)
-
-
 def test_an_alias_move_rescores_every_partition_once(platform: Platform) -> None:
     store = platform.config.models["store"]
     # The sensor's first tick takes the served version as scored; the move must come after it.
@@ -82,7 +41,7 @@ def test_an_alias_move_rescores_every_partition_once(platform: Platform) -> None
         timeout=240,
     )
 
-    version = register_and_promote(platform, store)
+    version = platform.register_version(store, Constant(), alias=store.alias)
     moved = time.monotonic()
 
     table = predictions_table(store).qualified_name
@@ -133,13 +92,13 @@ def test_a_backfill_launched_through_graphql_succeeds(platform: Platform) -> Non
     # A single-run backfill policy on market x month partitions: dagster runs one per month.
     assert [run["status"] for run in backfill["runs"]] == ["SUCCESS", "SUCCESS"]
     grid = predictions_table(platform.config.models["grid"]).qualified_name
-    scored_by = read_table(platform, f"SELECT DISTINCT dagster_run_id FROM {grid}")
+    scored_by = platform.read_table(f"SELECT DISTINCT dagster_run_id FROM {grid}")
     assert scored_by is not None
     assert set(scored_by["dagster_run_id"]) == {run["runId"] for run in backfill["runs"]}
 
 
 def _all_rows_of_version(platform: Platform, table: str, version: int) -> pd.DataFrame | None:
-    rows = read_table(platform, f"SELECT * FROM {table}")
+    rows = platform.read_table(f"SELECT * FROM {table}")
     if rows is None or set(rows["model_version"]) != {version}:
         return None
     return rows if rows[["market", "month"]].drop_duplicates().shape[0] == 4 else None
