@@ -84,7 +84,8 @@ class Platform:
         self, model: ModelConfig, python_model: mlflow.pyfunc.PythonModel, alias: str | None = None
     ) -> str:
         """What a data scientist does, through the MLflow server: log and register a version
-        whose signature takes the model's features, and move `alias` to it if given."""
+        whose signature takes the model's features, and move `alias` to it if given. (No
+        input example: MLflow would call predict on it while logging.)"""
         example = self.read_table(
             f"SELECT {', '.join(model.feature_columns)} "
             f"FROM {features_table(model).qualified_name} LIMIT 5",
