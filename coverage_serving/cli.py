@@ -1,4 +1,5 @@
-"""`coverage-serving`: the demo, its data and its models, from the command line."""
+"""`coverage-serving`: the demo, its data and its models, and freeing a dead run's pools, from
+the command line."""
 
 import argparse
 import os
@@ -21,6 +22,7 @@ from coverage_serving.demo.runner import (
     write_demo_sources,
 )
 from coverage_serving.errors import ServingError
+from coverage_serving.instance.pools import release_run
 from coverage_serving.online.app import build_app
 from coverage_serving.registry import ModelRegistry, RequestPolicy
 from coverage_serving.settings import REPO_ROOT, LocalState
@@ -52,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train-demo-model", help="register a new demo model version")
     train.add_argument("model", help="model name in the serving config, e.g. store or grid")
     train.add_argument("--alias", help="move this alias (e.g. champion) to the new version")
+    release = commands.add_parser(
+        "release-run",
+        help="fail a run whose processes are gone and free the pool slots it holds "
+        "(what the daemon does by itself under `make dev`)",
+    )
+    release.add_argument("run_id")
     return parser
 
 
@@ -63,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     # A progress bar per model download is noise in a batch log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
+        if args.command == "release-run":
+            return release(args.run_id)
         config = load_serving_config()
         if args.command == "train-demo-model":
             return train(config, state, args.model, args.alias)
@@ -119,6 +129,12 @@ def train(config: ServingConfig, state: LocalState, name: str, alias: str | None
     version = train_demo_model(model, state.tracking_uri, alias)
     moved = f"; alias {alias!r} now points at it" if alias else ""
     print(f"registered {model.registered_model} version {version}{moved}")
+    return 0
+
+
+def release(run_id: str) -> int:
+    with dg.DagsterInstance.get() as instance:
+        print(release_run(instance, run_id))
     return 0
 
 

@@ -34,5 +34,10 @@ class WarehouseError(ServingError):
     """A table is missing, has the wrong columns, or a write was refused."""
 
 
+class HeldPoolError(ServingError):
+    """A table's pool is held by a run that will never give it back, or a run cannot be
+    released."""
+
+
 class EmptyPartitionError(ServingError):
     """A partition has no rows; writing it would silently wipe the old rows."""

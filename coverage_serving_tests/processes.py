@@ -1,17 +1,38 @@
-"""Helpers for tests that run real servers: free ports, waiting with a bound, stopping."""
+"""Helpers for tests that run real processes: their environment, waiting with a bound,
+stopping."""
 
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+from coverage_serving.settings import HOME_VAR, LocalState
+
 T = TypeVar("T")
+
+
+def command(name: str) -> str:
+    """A console script of this virtual environment (dagster, dagster-daemon, ...)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def state_environment(state: LocalState, config: Path) -> dict[str, str]:
+    """The environment of a `dagster` or `coverage-serving` process on this state directory
+    and serving config, with the warehouse the test's environment selects."""
+    return {
+        **os.environ,
+        HOME_VAR: str(state.home),
+        "DAGSTER_HOME": str(state.dagster_home),
+        "COVERAGE_SERVING_CONFIG": str(config),
+    }
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 2) -> T:

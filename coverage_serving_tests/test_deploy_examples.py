@@ -24,6 +24,10 @@ def test_the_example_dagster_yaml_validates_with_its_classes() -> None:
     assert set(config["storage"]) == {"postgres"}
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 10
+    # A run whose pod died is failed and its pool slots freed by the daemon (run monitoring;
+    # K8sRunLauncher checks the run's job, supports_check_run_worker_health).
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
     for section in ("run_coordinator", "run_launcher"):
         module = importlib.import_module(config[section]["module"])
         configurable = getattr(module, config[section]["class"])

@@ -13,6 +13,7 @@ from coverage_serving.defs.partitions import all_partitions_tags, model_partitio
 from coverage_serving.demo.data import DEFAULT_ROWS, GENERATORS
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import RegistryError
+from coverage_serving.instance.pools import require_no_stuck_holder
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
@@ -59,11 +60,14 @@ def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
 def run_main_jobs(
     defs: dg.Definitions, config: ServingConfig, instance: dg.DagsterInstance
 ) -> list[str]:
-    """Materialise every partition of every model, one run per model; returns the failed runs."""
+    """Materialise every partition of every model, one run per model; returns the failed runs.
+    Refuses at once if a table's pool is held by a run that will never free it."""
+    jobs = [defs.resolve_job_def(scoring_job_name(model)) for model in config.models.values()]
+    pools = [op.pool for job in jobs for op in job.graph.node_defs if op.pool]
+    require_no_stuck_holder(instance, pools)
     failed = []
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    for model in config.models.values():
-        job = defs.resolve_job_def(scoring_job_name(model))
+    for model, job in zip(config.models.values(), jobs, strict=True):
         result = job.execute_in_process(
             tags=all_partitions_tags(model),
             instance=instance,

@@ -1,5 +1,6 @@
 """The local warehouse: one DuckDB file, opened through dagster-duckdb's connection factory."""
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -53,6 +54,15 @@ def _table(table: TableSpec) -> str:
     return f"{_quote(table.schema)}.{_quote(table.name)}"
 
 
+def _staging_prefix(table: TableSpec) -> str:
+    # With the schema: source, features and serving tables may share a name.
+    return f"{table.schema}_{table.name}_"
+
+
+def _in_staging(name: str) -> str:
+    return f"{_quote(STAGING_SCHEMA)}.{_quote(name)}"
+
+
 class DuckDBWarehouse:
     def __init__(self, connect: Connect) -> None:
         self._open = connect
@@ -96,10 +106,11 @@ class DuckDBWarehouse:
         staged_table = table.without(constants)
         with self._connect() as con:
             self._create_if_missing(con, table)
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
+            self._drop_leftover_staging(con, table)
             # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
             # have to fit in memory. Its name is unique; a crash leaves only this table behind.
-            staging = f"{_quote(STAGING_SCHEMA)}.{_quote(f'{table.name}_{uuid.uuid4().hex[:12]}')}"
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
+            staging = _in_staging(f"{_staging_prefix(table)}{uuid.uuid4().hex[:12]}")
             con.execute(f"CREATE TABLE {staging} ({_ddl(staged_table.columns)})")
             try:
                 staged = self._stage_all(con, staged_table, partition, staging, rows, keys)
@@ -108,6 +119,20 @@ class DuckDBWarehouse:
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
         return staged.rows
+
+    def _drop_leftover_staging(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> None:
+        """Drop the staging tables a killed write of this table left behind, unread. Safe: one
+        run at a time writes a table (its pool has one slot) and one process at a time holds
+        the file (DuckDB's write lock, held for the whole replace), so a staging table of this
+        table that exists now belongs to no write in progress."""
+        leftovers = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+            [STAGING_SCHEMA],
+        ).fetchall()
+        of_this_table = re.compile(re.escape(_staging_prefix(table)) + "[0-9a-f]{12}")
+        for (name,) in leftovers:
+            if of_this_table.fullmatch(name):
+                con.execute(f"DROP TABLE {_in_staging(name)}")
 
     def latest_row(self, table: TableSpec, market: str, key: Mapping[str, object]) -> pd.DataFrame:
         require_key_columns(table, key)

@@ -2,10 +2,7 @@
 runs writing the same partition take turns (the table's pool); runs writing different tables
 run in parallel."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -13,9 +10,10 @@ import pytest
 from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import predictions_table
 from coverage_serving.partition import Partition
-from coverage_serving.settings import HOME_VAR, LocalState
+from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_CONFIG, SMALL_ROWS
+from coverage_serving_tests.processes import command, state_environment
 
 pytestmark = pytest.mark.integration
 
@@ -70,13 +68,7 @@ def _materialize_at_once(
 ) -> dict[str, dict[str, tuple[float, float]]]:
     """Start one `dagster asset materialize` process per selection at once; when all have
     succeeded, each run's step windows by run id."""
-    environment = {
-        **os.environ,
-        HOME_VAR: str(state.home),
-        "DAGSTER_HOME": str(state.dagster_home),
-        "COVERAGE_SERVING_CONFIG": str(SMALL_CONFIG),
-    }
-    dagster = str(Path(sys.executable).parent / "dagster")
+    environment, dagster = state_environment(state, SMALL_CONFIG), command("dagster")
     # The instance's storage exists before the runs, as under `make dev`: two processes
     # creating sqlite tables at once is a race of the test's making.
     dg.DagsterInstance.from_config(str(state.dagster_home)).dispose()

@@ -56,8 +56,50 @@ class Platform:
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
 
+    def launch(self, job_name: str, tags: dict[str, str]) -> str:
+        """Launch a run of the job the way the UI does; its run id."""
+        launched = self.graphql(
+            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+              __typename ... on LaunchRunSuccess { run { runId } }
+              ... on PythonError { message } ... on InvalidSubsetError { message } } }""",
+            params={
+                "selector": {
+                    "repositoryLocationName": "coverage_serving",
+                    "repositoryName": "__repository__",
+                    "jobName": job_name,
+                },
+                "executionMetadata": {
+                    "tags": [{"key": key, "value": value} for key, value in tags.items()]
+                },
+            },
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
 
-@pytest.fixture(scope="module")
+    def read_table(self, sql: str) -> pd.DataFrame | None:
+        """The warehouse as an analyst sees it; None while a run holds the file's write lock."""
+        try:
+            with duckdb.connect(str(self.state.warehouse_path), read_only=True) as connection:
+                return connection.execute(sql).df()
+        except duckdb.IOException:
+            return None
+
+    def register_version(
+        self, model: ModelConfig, python_model: mlflow.pyfunc.PythonModel, alias: str | None = None
+    ) -> str:
+        """What a data scientist does, through the MLflow server: log and register a version
+        whose signature takes the model's features, and move `alias` to it if given."""
+        example = wait_for(
+            "the feature table to be readable",
+            lambda: self.read_table(example_sql(model)),
+            timeout=120,
+        )
+        return str(register(self.mlflow_url, None, model, example, python_model, alias))
+
+
+# One platform for the package: starting it (two servers, a scored copy of the state) is
+# most of an e2e test's time.
+@pytest.fixture(scope="package")
 def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     state = LocalState(root / "home")
@@ -118,31 +160,54 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 
 def register_and_promote(state: LocalState, model: ModelConfig) -> int:
-    """What a data scientist does with plain MLflow calls: log, register, move the alias."""
+    """Before the platform starts: a new version, champion at once, with plain MLflow calls
+    on the sqlite registry (whose experiments must say where their artifacts go, or they land
+    in ./mlruns)."""
     with duckdb.connect(str(state.warehouse_path), read_only=True) as connection:
-        example = connection.execute(
-            f"SELECT {', '.join(model.feature_columns)} "
-            f"FROM {features_table(model).qualified_name} LIMIT 5"
-        ).df()
-    mlflow.set_tracking_uri(state.tracking_uri)
+        example = connection.execute(example_sql(model)).df()
+    artifacts = state.mlflow_artifacts.as_uri()
+    return register(state.tracking_uri, artifacts, model, example, Constant(), model.alias)
+
+
+def example_sql(model: ModelConfig) -> str:
+    return (
+        f"SELECT {', '.join(model.feature_columns)} "
+        f"FROM {features_table(model).qualified_name} LIMIT 5"
+    )
+
+
+def register(
+    tracking_uri: str,
+    artifact_location: str | None,
+    model: ModelConfig,
+    example: pd.DataFrame,
+    python_model: mlflow.pyfunc.PythonModel,
+    alias: str | None,
+) -> int:
+    """Log and register a version whose signature takes the model's features (`example`),
+    and move `alias` to it if given. (No input example: MLflow would call predict on it while
+    logging.)"""
+    mlflow.set_tracking_uri(tracking_uri)
     try:
-        # A sqlite registry's experiments say where their artifacts go, or they land in ./mlruns.
-        retraining = mlflow.create_experiment(
-            "store-retraining", artifact_location=state.mlflow_artifacts.as_uri()
-        )
-        with mlflow.start_run(experiment_id=retraining):
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(f"{model.name}-retraining")
+        with mlflow.start_run(
+            experiment_id=experiment.experiment_id
+            if experiment
+            else client.create_experiment(
+                f"{model.name}-retraining", artifact_location=artifact_location
+            )
+        ):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=Constant(),
+                python_model=python_model,
                 signature=infer_signature(example, [1.0] * len(example)),
-                input_example=example,
                 pip_requirements=["mlflow"],
                 registered_model_name=model.registered_model,
             )
-        version = info.registered_model_version
-        mlflow.MlflowClient().set_registered_model_alias(
-            model.registered_model, model.alias, version
-        )
+        version = int(info.registered_model_version)
+        if alias is not None:
+            client.set_registered_model_alias(model.registered_model, alias, str(version))
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it
-    return int(version)
+    return version

@@ -24,6 +24,7 @@ from coverage_serving_tests.warehouse.sample import (
     refusals_of_every_read,
     rows,
 )
+from coverage_serving_tests.warehouse.staging import duckdb_staging
 
 
 @pytest.fixture
@@ -194,6 +195,25 @@ def test_a_table_whose_columns_drifted_is_not_written(
         warehouse.replace_partition(drifted, FEBRUARY, rows(FEBRUARY).drop(columns="scored_at"))
 
     assert sql(database, "SELECT count(*) FROM serving.scores") == [(3,)]
+
+
+def test_a_write_drops_the_staging_its_table_left_behind_and_no_other(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    others = {
+        "serving_scores_extra_0123456789ab",  # of another table, whose name starts alike
+        "features_scores_0123456789ab",  # of a table of the same name in another schema
+    }
+    with duckdb.connect(str(database)) as con:  # as killed writes leave them: with rows
+        for name in {"serving_scores_0123456789ab", *others}:
+            con.execute(f'CREATE TABLE staging."{name}" AS SELECT * FROM serving.scores')
+
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=2, version=2))
+
+    assert set(duckdb_staging(database)) == others
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert len(january) == 2 and set(january["version"]) == {2}
 
 
 def test_a_hostile_market_value_is_only_data(warehouse: DuckDBWarehouse, database: Path) -> None:

@@ -1,11 +1,13 @@
-"""A process killed with SIGKILL in the middle of a partition replace leaves the old rows: on a
-real DuckDB file and on the BigQuery emulator."""
+"""A process killed with SIGKILL in the middle of a partition replace leaves the old rows, and
+the staging it leaves behind is never read: on a real DuckDB file (the next write of the table
+drops it) and on the BigQuery emulator (it expires)."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,10 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
+from coverage_serving.warehouse.bigquery import STAGING_LIFETIME, BigQueryWarehouse
 from coverage_serving_tests.warehouse.interrupted_write import NEW_ROWS
 from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+from coverage_serving_tests.warehouse.staging import bigquery_staging, duckdb_staging
 
 pytestmark = pytest.mark.integration
 
@@ -64,28 +68,39 @@ def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
     kill_during_replace("deleted", state.home, tmp_path)
 
     assert_old_rows_intact(warehouse)  # DuckDB's WAL recovery drops the open transaction
+    assert list(duckdb_staging(state.warehouse_path).values()) == [NEW_ROWS]  # left behind
     warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=5, version=3))
-    assert len(warehouse.read_partition(TABLE, JANUARY)) == 5  # and the file stays writable
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert len(january) == 5 and set(january["version"]) == {3}  # the file stays writable
+    assert duckdb_staging(state.warehouse_path) == {}  # the next write dropped it, unread
 
 
 @pytest.fixture
-def bigquery_with_old_rows(bigquery_env: str, tmp_path: Path) -> Warehouse:
+def bigquery_with_old_rows(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
     warehouse = warehouse_for_deployment(LocalState(tmp_path)).open()
+    assert isinstance(warehouse, BigQueryWarehouse)
     write_old_rows(warehouse)
     return warehouse
 
 
 def test_a_bigquery_replace_killed_after_staging_keeps_the_old_rows(
-    bigquery_with_old_rows: Warehouse, tmp_path: Path
+    bigquery_with_old_rows: BigQueryWarehouse, tmp_path: Path
 ) -> None:
     warehouse = bigquery_with_old_rows
     kill_during_replace("staged", tmp_path, tmp_path)
 
     assert_old_rows_intact(warehouse)
+    [left_behind] = bigquery_staging(warehouse, TABLE)
+    assert left_behind.num_rows == NEW_ROWS
+    assert left_behind.expires is not None
+    assert left_behind.expires - datetime.now(UTC) <= STAGING_LIFETIME  # it expires by itself
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=5, version=3))
+    january = warehouse.read_partition(TABLE, JANUARY)
+    assert len(january) == 5 and set(january["version"]) == {3}  # the leftover is never read
 
 
 def test_a_bigquery_replace_killed_during_the_swap_leaves_old_or_new_rows(
-    bigquery_with_old_rows: Warehouse, tmp_path: Path
+    bigquery_with_old_rows: BigQueryWarehouse, tmp_path: Path
 ) -> None:
     warehouse = bigquery_with_old_rows
     kill_during_replace("swapping", tmp_path, tmp_path)
