@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from coverage_serving.config import ServingConfig, load_serving_config
 from coverage_serving.defs.assets import build_model_assets, build_version_asset
-from coverage_serving.defs.jobs import build_scoring_job, build_versions_job
+from coverage_serving.defs.jobs import build_scoring_job, build_shadow_job, build_versions_job
 from coverage_serving.defs.new_data import build_new_data_sensor
 from coverage_serving.defs.resources import (
     BigQueryWarehouseResource,
@@ -84,13 +84,18 @@ def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definition
     models = list(config.models.values())
     scoring_jobs = {model.name: build_scoring_job(model) for model in models}
     versions_jobs = {model.name: build_versions_job(model) for model in models}
+    shadow_jobs = {model.name: build_shadow_job(model) for model in models}
     automation = config.automation
     return dg.Definitions(
         assets=[
             *(asset for model in models for asset in build_model_assets(model)),
             *(build_version_asset(model) for model in models),
         ],
-        jobs=[*scoring_jobs.values(), *versions_jobs.values()],
+        jobs=[
+            *scoring_jobs.values(),
+            *versions_jobs.values(),
+            *(job for job in shadow_jobs.values() if job is not None),
+        ],
         sensors=[
             *(
                 build_registry_sensor(
@@ -98,6 +103,7 @@ def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definition
                     scoring_jobs[model.name],
                     versions_jobs[model.name],
                     automation.registry_poll_seconds,
+                    shadow_jobs[model.name],
                 )
                 for model in models
             ),

@@ -7,7 +7,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +58,7 @@ class ModelVersionRef:
     alias: str | None
     run_id: str | None
     source: str
+    tags: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def uri(self) -> str:
@@ -88,6 +89,7 @@ def _ref(found: Any, alias: str | None) -> ModelVersionRef:
         alias=alias,
         run_id=found.run_id,
         source=found.source,
+        tags=dict(found.tags or {}),
     )
 
 
@@ -175,6 +177,17 @@ class ModelRegistry:
             lambda: self._client.search_model_versions(f"name = '{_quoted(name)}'"),
         )
         return sorted(int(v.version) for v in found)
+
+    def has_version_tagged(self, name: str, tag: str) -> bool:
+        """Whether any version of the model carries the tag."""
+        found = self._ask(
+            name,
+            f"versions tagged {tag}",
+            lambda: self._client.search_model_versions(
+                f"name = '{_quoted(name)}' and tags.`{tag}` != ''", max_results=1
+            ),
+        )
+        return bool(found)
 
     def describe(self, ref: ModelVersionRef) -> dict[str, Any]:
         """What a reviewer wants to see about a version: where it came from and how it did."""

@@ -42,7 +42,7 @@ from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
-from coverage_serving.warehouse.base import Staged
+from coverage_serving.warehouse.base import Staged, TableSpec
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 T = TypeVar("T")
@@ -158,8 +158,10 @@ def score_into_table(
     run_id: str,
     *,
     snapshot_checked: bool = False,
+    table: TableSpec | None = None,
 ) -> StepResult:
-    """Score the partition's feature snapshot and swap it into the prediction table.
+    """Score the partition's feature snapshot and swap it into the prediction table (or
+    `table`, one of the same columns: the challenger's shadow).
 
     The snapshot is checked against the input contract again unless `snapshot_checked` says
     it was written under the contract in force now: re-checking rows the features step
@@ -204,7 +206,7 @@ def score_into_table(
     checked = ahead(result.timed_each("validate", chunks, check))
     with _naming(model, partition):
         result.rows = warehouse.replace_partition(
-            predictions_table(model),
+            table or predictions_table(model),
             partition,
             ahead(result.timed_each("score", checked, score)),
             constants=lineage.columns(),

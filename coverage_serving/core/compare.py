@@ -4,10 +4,11 @@ query per partition, so memory does not grow with the partition); this module na
 judges them."""
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from coverage_serving.config import PromotionGate
+from coverage_serving.partition import Partition
 
 BINS = 10  # PSI bins: the deciles of the served predictions
 # An empty bin would make PSI infinite; the common convention floors each share.
@@ -18,7 +19,7 @@ PSI_FLOOR = 1e-4
 class Comparison:
     """One prediction column of one partition, served vs challenger, on the keys both hold."""
 
-    rows: int
+    compared_rows: int
     mean_abs_diff: float
     max_abs_diff: float
     mean_diff: float  # challenger minus served: the challenger's bias
@@ -31,6 +32,27 @@ class Comparison:
     def figures(self) -> dict[str, float]:
         """The comparison's numbers, without the bin counts."""
         return {name: value for name, value in asdict(self).items() if not isinstance(value, tuple)}
+
+
+@dataclass
+class PartitionComparison:
+    """One shadow partition against the served one: per prediction column, and what failed."""
+
+    columns: dict[str, Comparison] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+def verdict(compared: dict[Partition, PartitionComparison]) -> str:
+    """What the promotion gate reads: passed, or the first failures with their partitions."""
+    failures = [
+        f"{partition.key} {failure}"
+        for partition, result in sorted(compared.items())
+        for failure in result.failures
+    ]
+    if not failures:
+        return "passed"
+    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+    return "; ".join(failures[:3]) + more
 
 
 def psi(expected: tuple[int, ...], actual: tuple[int, ...]) -> float:
@@ -82,7 +104,7 @@ def comparison_of(figures: dict[str, Any], bins: int = BINS) -> Comparison:
     challenger = tuple(int(number(f"challenger_bin_{i}")) for i in range(1, bins + 1))
 
     return Comparison(
-        rows=int(number("compared_rows")),
+        compared_rows=int(number("compared_rows")),
         mean_abs_diff=number("mean_abs_diff"),
         max_abs_diff=number("max_abs_diff"),
         mean_diff=number("mean_diff"),

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.contracts import check_signature
-from coverage_serving.errors import ServingError
+from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.registry import LoadedModel, ModelRegistry, ModelVersionRef, input_types
+
+# Tags on a registered version, read by the promotion gate.
+APPROVED_TAG = "coverage_serving.approved"  # set by a person: who approved it and why
+SERVED_TAG = "coverage_serving.served"  # set by a batch run that filled a served table with it
+VERDICT_TAG = "coverage_serving.shadow_verdict"  # set by shadow scoring: passed, or what failed
+
+
+class HeldByGateError(UnservableModelError):
+    """The served alias points at a version the promotion gate holds back."""
 
 
 @dataclass(frozen=True)
@@ -31,29 +40,57 @@ class Pin:
 
 
 def served_version(
-    registry: ModelRegistry, model: ModelConfig, pin: Pin | None = None
+    registry: ModelRegistry, model: ModelConfig, pin: Pin | None = None, alias: str | None = None
 ) -> ModelVersionRef:
-    """The version that serves `model` (the pin's, else the one its alias points at), checked
-    servable from its signature without loading it. Raises RegistryError when there is no such
-    alias or version, UnservableModelError naming why it cannot serve."""
-    ref = _resolve(registry, model, pin)
+    """The version that serves `model` (the pin's, else the one `alias`, by default the served
+    alias, points at), checked servable from its signature without loading it. Raises
+    RegistryError when there is no such alias or version, UnservableModelError naming why it
+    cannot serve (HeldByGateError when the promotion gate holds it back)."""
+    ref = _resolve(registry, model, pin, alias)
     check_signature(model, ref.version, registry.signature(ref))
     return ref
 
 
 def load_served_model(
-    registry: ModelRegistry, model: ModelConfig, pin: Pin | None = None
+    registry: ModelRegistry, model: ModelConfig, pin: Pin | None = None, alias: str | None = None
 ) -> LoadedModel:
     """The version that serves `model`, loaded (once per process and version) and servable:
     what scoring needs. Every row scored with it is of this one version, whatever the alias
     does meanwhile."""
-    ref = _resolve(registry, model, pin)
+    ref = _resolve(registry, model, pin, alias)
     pyfunc = registry.load(ref)
     check_signature(model, ref.version, input_types(pyfunc.metadata))
     return LoadedModel(ref=ref, pyfunc=pyfunc)
 
 
-def _resolve(registry: ModelRegistry, model: ModelConfig, pin: Pin | None) -> ModelVersionRef:
-    if pin is None:
-        return registry.resolve(model.registered_model, model.alias)
-    return registry.pinned(model.registered_model, pin.version, pin.alias)
+def _resolve(
+    registry: ModelRegistry, model: ModelConfig, pin: Pin | None, alias: str | None
+) -> ModelVersionRef:
+    if pin is not None:
+        return registry.pinned(model.registered_model, pin.version, pin.alias)
+    ref = registry.resolve(model.registered_model, alias or model.alias)
+    if ref.alias == model.alias:
+        _require_gate_passed(registry, model, ref)
+    return ref
+
+
+def _require_gate_passed(registry: ModelRegistry, model: ModelConfig, ref: ModelVersionRef) -> None:
+    """With a promotion gate, the served alias may point only at a version that passed its
+    shadow comparison, that a person approved, or that served before (a rollback); the first
+    version ever served has nothing to be compared with and passes."""
+    tags = ref.tags
+    if model.promotion_gate is None or tags.get(APPROVED_TAG) or tags.get(SERVED_TAG):
+        return
+    if not registry.has_version_tagged(model.registered_model, SERVED_TAG):
+        return
+    verdict = tags.get(VERDICT_TAG)
+    if verdict == "passed":
+        return
+    why = (
+        f"its shadow comparison failed: {verdict}" if verdict else "it was never compared in shadow"
+    )
+    raise HeldByGateError(
+        f"model {model.name!r}: @{model.alias} points at {ref.name} version {ref.version}, held "
+        f"by the promotion gate: {why}; the tables keep the version they hold. To serve it "
+        f"anyway, tag version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
+    )

@@ -1,5 +1,7 @@
-"""The tables of a model, derived from its config: source, feature snapshot, predictions, and
-the quarantine of rejected input rows."""
+"""The tables of a model, derived from its config: source, feature snapshot, predictions (and
+their challenger's shadow), and the quarantine of rejected input rows."""
+
+from dataclasses import dataclass, replace
 
 from coverage_serving.config import ColumnSpec, ModelConfig
 from coverage_serving.lineage import RUN_ID_COLUMN, lineage_columns
@@ -52,3 +54,29 @@ def rejected_table(model: ModelConfig) -> TableSpec:
             Column(RUN_ID_COLUMN, "string"),
         ),
     )
+
+
+@dataclass(frozen=True)
+class PredictionTarget:
+    """A prediction table and the alias whose version fills it: the served table, or the
+    challenger's shadow of it (same columns, contracts and lineage)."""
+
+    name: str  # what the table is to its model: "predictions" or "shadow_predictions"
+    table: TableSpec
+    alias: str
+    shadow: bool
+
+
+def served_target(model: ModelConfig) -> PredictionTarget:
+    return PredictionTarget("predictions", predictions_table(model), model.alias, shadow=False)
+
+
+def prediction_targets(model: ModelConfig) -> list[PredictionTarget]:
+    """The served table, and its shadow when the model has a challenger."""
+    if model.challenger is None:
+        return [served_target(model)]
+    shadow = replace(predictions_table(model), name=model.shadow_table)
+    return [
+        served_target(model),
+        PredictionTarget("shadow_predictions", shadow, model.challenger.alias, shadow=True),
+    ]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from mlflow.entities import Metric, Param
 
 from coverage_serving.core.batch import StepResult
+from coverage_serving.core.compare import PartitionComparison
+from coverage_serving.core.served_version import SERVED_TAG, VERDICT_TAG
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelVersionRef, experiment_id, registry_client
 
@@ -29,6 +31,9 @@ class BatchRun:
     started: float = field(default_factory=time.time)
     scored: dict[Partition, StepResult] = field(default_factory=dict)
     failed: list[Partition] = field(default_factory=list)
+    shadow: bool = False  # scored the challenger into the shadow table
+    compared: dict[Partition, PartitionComparison] = field(default_factory=dict)
+    verdict: str | None = None  # the promotion gate's, when the model has one
 
 
 def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
@@ -46,17 +51,30 @@ def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
             "model_alias": run.ref.alias or "",
             "partitions": _capped(json.dumps({p.key: r.rows for p, r in run.scored.items()})),
             "failed_partitions": _capped(", ".join(p.key for p in run.failed)),
+            "shadow": str(run.shadow).lower(),
         },
     )
     run_id = created.info.run_id
     status = "FAILED"
     try:
         client.log_batch(run_id, metrics=_metrics(run), params=_params(run))
-        client.set_model_version_tag(run.ref.name, str(run.ref.version), VERSION_TAG, run_id)
+        for tag, value in _version_tags(run, run_id).items():
+            client.set_model_version_tag(run.ref.name, str(run.ref.version), tag, value)
         status = "FAILED" if run.failed else "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
     return run_id
+
+
+def _version_tags(run: BatchRun, run_id: str) -> dict[str, str]:
+    """What the version's registry page should say: its latest batch run; that it served a
+    table (a rollback to it needs no gate); the gate's verdict on its shadow comparison."""
+    tags = {VERSION_TAG: run_id}
+    if run.scored and not run.shadow:
+        tags[SERVED_TAG] = "true"
+    if run.verdict is not None:
+        tags[VERDICT_TAG] = _capped(run.verdict)
+    return tags
 
 
 def _params(run: BatchRun) -> list[Param]:
@@ -79,6 +97,7 @@ def _metrics(run: BatchRun) -> list[Metric]:
         "rows": rows,
         "duration_seconds": round(time.time() - run.started, 3),
         **_prediction_summary(run.scored, rows),
+        **_comparison_summary(run.compared),
     }
     return [Metric(key, float(value), now, 0) for key, value in values.items()]
 
@@ -97,6 +116,19 @@ def _prediction_summary(scored: dict[Partition, StepResult], rows: int) -> dict[
                 summary.get(f"{column}_highest_p99", stats["p99"]), stats["p99"]
             )
     return summary
+
+
+def _comparison_summary(compared: dict[Partition, PartitionComparison]) -> dict[str, float]:
+    """The worst partition's figure of each comparison: what the gate would look at first."""
+    found = [c for result in compared.values() for c in result.columns.values() if c.compared_rows]
+    if not found:
+        return {}
+    return {
+        "shadow_min_rank_correlation": min(c.rank_correlation for c in found),
+        "shadow_min_top_decile_overlap": min(c.top_decile_overlap for c in found),
+        "shadow_max_psi": max(c.psi for c in found),
+        "shadow_max_abs_mean_diff": max(abs(c.mean_diff) for c in found),
+    }
 
 
 def _capped(text: str) -> str:

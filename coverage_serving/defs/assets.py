@@ -11,6 +11,7 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from coverage_serving.config import InvalidRows, ModelConfig, UnmatchedMarkets
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
+from coverage_serving.core.compare import verdict
 from coverage_serving.core.contracts import (
     ContractViolation,
     TooManyRejectedRows,
@@ -19,9 +20,16 @@ from coverage_serving.core.contracts import (
     output_schema,
 )
 from coverage_serving.core.served_version import Pin, load_served_model, served_version
-from coverage_serving.core.tables import features_table, predictions_table, rejected_table
+from coverage_serving.core.tables import (
+    PredictionTarget,
+    features_table,
+    prediction_targets,
+    rejected_table,
+    served_target,
+)
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
 from coverage_serving.core.unmatched import ByMonth, UnmatchedMarketRows, summary, total_rows
+from coverage_serving.defs.comparison import compare_partition, comparison_spec, comparison_summary
 from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
@@ -44,7 +52,7 @@ warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
 
 def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
     partitions = model_partitions(model)
-    features_key, predictions_key = features_asset_key(model), predictions_asset_key(model)
+    features_key = features_asset_key(model)
     quarantine = model.invalid_rows == InvalidRows.QUARANTINE
     # The snapshot's code version is its input contract: Dagster records it on every
     # partition written and shows partitions written under an older contract as changed.
@@ -85,28 +93,48 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
             yield _rejected_rows_check(model, outcome)
         yield from _report(INPUT_CHECK, outcome)
 
+    return [
+        features,
+        *(
+            build_predictions_asset(model, target, features_key, input_contract)
+            for target in prediction_targets(model)
+        ),
+    ]
+
+
+def build_predictions_asset(
+    model: ModelConfig, target: PredictionTarget, features_key: dg.AssetKey, input_contract: str
+) -> dg.AssetsDefinition:
+    """The prediction table `target`: the served one, or the challenger's shadow of it, which
+    each partition also compares with the served table."""
+    key = prediction_asset_key(model, target)
+    checks = [dg.AssetCheckSpec(OUTPUT_CHECK, asset=key)]
+    if target.shadow:
+        checks.append(comparison_spec(model, key))
+
     @dg.asset(
-        key=predictions_key,
+        key=key,
         # Each partition holds the predictions of one version, chosen per run (the alias's, or
         # a pin); any registered version may be it, so every version is upstream. Which one
         # made a partition is in its materialisation's `model_version`.
         deps=[
-            features,
+            features_key,
             dg.AssetDep(version_asset_key(model), partition_mapping=dg.AllPartitionMapping()),
         ],
-        partitions_def=partitions,
+        partitions_def=model_partitions(model),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=predictions_key.to_user_string(),
+        pool=key.to_user_string(),
         # Each partition is recorded as it is swapped in (below), so a run that fails on one
         # partition still shows which others it rescored.
         output_required=False,
         group_name=model.name,
         description=(
-            f"Predictions of {model.registered_model}@{model.alias} for every row of "
-            f"{model.features_table}, with lineage."
+            f"Predictions of {model.registered_model}@{target.alias} for every row of "
+            f"{model.features_table}, with lineage"
+            + (f", compared with {model.output_table}." if target.shadow else ".")
         ),
-        metadata=_table_metadata(output_schema(model), predictions_table(model).qualified_name),
-        check_specs=[dg.AssetCheckSpec(OUTPUT_CHECK, asset=predictions_key)],
+        metadata=_table_metadata(output_schema(model), target.table.qualified_name),
+        check_specs=checks,
     )
     def predictions(
         context: dg.AssetExecutionContext,
@@ -117,30 +145,41 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
         # one version. A run requested for a version (e.g. by the registry sensor) keeps it
         # even if the alias has moved on since.
         partitions = _run_partitions(context)
-        loaded = _load_served_model(registry.open(), model, context.run.tags, partitions)
-        batch = BatchRun(model.name, loaded.ref, context.run_id)
+        loaded = _load_served_model(registry.open(), model, target, context.run.tags, partitions)
+        batch = BatchRun(model.name, loaded.ref, context.run_id, shadow=target.shadow)
         store = warehouse.open()
 
         def score(partition: Partition) -> StepResult:
             checked = _written_under(context.instance, features_key, partition, input_contract)
             result = score_into_table(
-                store, model, loaded, partition, context.run_id, snapshot_checked=checked
+                store,
+                model,
+                loaded,
+                partition,
+                context.run_id,
+                snapshot_checked=checked,
+                table=target.table,
             )
+            if target.shadow:
+                batch.compared[partition] = compare_partition(
+                    context, store, model, target, key, partition
+                )
             context.log_event(
                 dg.AssetMaterialization(
-                    asset_key=predictions_key,
-                    partition=partition.key,
-                    metadata=_result_metadata(result),
+                    asset_key=key, partition=partition.key, metadata=_result_metadata(result)
                 )
             )
             return result
 
         outcome = _serve_each(partitions, score)
         batch.scored, batch.failed = outcome.done, list(outcome.failed)
+        if target.shadow:
+            batch.verdict = verdict(batch.compared) if model.promotion_gate else None
+            yield comparison_summary(key, batch.compared)
         _track(context, registry.tracking_uri, batch)
         yield from _report(OUTPUT_CHECK, outcome)
 
-    return [features, predictions]
+    return predictions
 
 
 def features_asset_key(model: ModelConfig) -> dg.AssetKey:
@@ -148,7 +187,11 @@ def features_asset_key(model: ModelConfig) -> dg.AssetKey:
 
 
 def predictions_asset_key(model: ModelConfig) -> dg.AssetKey:
-    return dg.AssetKey(f"{model.name}_predictions")
+    return prediction_asset_key(model, served_target(model))
+
+
+def prediction_asset_key(model: ModelConfig, target: PredictionTarget) -> dg.AssetKey:
+    return dg.AssetKey(f"{model.name}_{target.name}")
 
 
 def model_versions_partitions(model: ModelConfig) -> dg.DynamicPartitionsDefinition:
@@ -240,11 +283,12 @@ def _written_under(
 def _load_served_model(
     models: ModelRegistry,
     model: ModelConfig,
+    target: PredictionTarget,
     run_tags: Mapping[str, str],
     partitions: list[Partition],
 ) -> LoadedModel:
     try:
-        return load_served_model(models, model, pin_of(run_tags))
+        return load_served_model(models, model, pin_of(run_tags), alias=target.alias)
     except ServingError as err:
         keys = ", ".join(partition.key for partition in partitions)
         raise dg.Failure(

@@ -12,11 +12,11 @@ import dagster as dg
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.reconcile import Held, rectangles, stale
-from coverage_serving.core.served_version import Pin, served_version
-from coverage_serving.core.tables import predictions_table
+from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
+from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
 from coverage_serving.defs.assets import (
     model_versions_partitions,
-    predictions_asset_key,
+    prediction_asset_key,
     version_asset_key,
 )
 from coverage_serving.defs.jobs import AssetJob
@@ -35,6 +35,7 @@ from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.warehouse import Warehouse
 
+NOT_SCORED = Held(frozenset(), "not scored")
 VERSION_METADATA = "model_version"  # what a predictions materialisation records (core.batch)
 UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
@@ -65,20 +66,34 @@ def registry_sensor_name(model: ModelConfig) -> str:
 
 
 def build_registry_sensor(
-    model: ModelConfig, scoring_job: AssetJob, versions_job: AssetJob, poll_seconds: int
+    model: ModelConfig,
+    scoring_job: AssetJob,
+    versions_job: AssetJob,
+    poll_seconds: int,
+    shadow_job: AssetJob | None = None,
 ) -> dg.SensorDefinition:
     versions_asset = version_asset_key(model)
+    # The job that writes each prediction table: the served one's, or the shadow's.
+    jobs = {
+        target.name: shadow_job if target.shadow else scoring_job
+        for target in prediction_targets(model)
+    }
 
     @dg.sensor(
         name=registry_sensor_name(model),
         minimum_interval_seconds=poll_seconds,
-        # Two jobs: the version asset and the prediction table have different partitions.
-        jobs=[scoring_job, versions_job],
+        # The version asset and the prediction tables have different partitions or jobs.
+        jobs=[scoring_job, versions_job, *([shadow_job] if shadow_job else [])],
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Polls the registry for {model.registered_model}: records new versions, and "
             f"rescores every partition of {model.output_table} that holds another version "
-            f"than @{model.alias}'s."
+            f"than @{model.alias}'s"
+            + (
+                f", and of {model.shadow_table} than @{model.challenger.alias}'s."
+                if model.challenger
+                else "."
+            )
         ),
     )
     def registry_sensor(
@@ -90,13 +105,16 @@ def build_registry_sensor(
         models = registry.open()
         try:
             versions = models.versions(model.registered_model)
-            desired, why_none = _desired_version(models, model)
+            desired = {
+                target.name: _desired_version(models, model, target)
+                for target in prediction_targets(model)
+            }
         except RegistryUnavailableError as err:
             # The cursor stays where it was, so nothing is missed or requested twice later.
             return dg.SkipReason(f"registry did not answer, tick skipped: {err}")
 
         new_versions = [v for v in versions if v not in seen.versions]
-        recording = [
+        run_requests = [
             dg.RunRequest(
                 run_key=f"{model.name}_model:v{version}",
                 job_name=versions_job.name,
@@ -105,14 +123,19 @@ def build_registry_sensor(
             )
             for version in new_versions
         ]
-        if desired is None:
-            rescoring, reason = [], why_none
-        else:
-            rescoring, reason = _reconcile(
-                context, warehouse.open(), model, desired, scoring_job.name
+        reasons = []
+        for target in prediction_targets(model):
+            version, why_not = desired[target.name]
+            if version is None:
+                reasons.append(why_not)
+                continue
+            requests, reason = _reconcile(
+                context, warehouse.open(), model, target, version, jobs[target.name].name
             )
+            run_requests += requests
+            reasons.append(reason)
+        reason = "; ".join(reasons)
         context.log.info(reason)
-        run_requests = recording + rescoring
         return dg.SensorResult(
             run_requests=run_requests,
             skip_reason=None if run_requests else reason,
@@ -127,57 +150,67 @@ def build_registry_sensor(
     return registry_sensor
 
 
-def _desired_version(models: ModelRegistry, model: ModelConfig) -> tuple[int | None, str]:
-    """The version the alias points at when it may serve, else None and why not."""
+def _desired_version(
+    models: ModelRegistry, model: ModelConfig, target: PredictionTarget
+) -> tuple[int | None, str]:
+    """The version the target's alias points at when it may serve, else None and why not."""
+    who = _label(model, target)
     try:
-        return served_version(models, model).version, ""
+        return served_version(models, model, alias=target.alias).version, ""
     except RegistryUnavailableError:
         raise
     except RegistryError:
-        return None, f"{model.name}: @{model.alias} is not set; nothing to reconcile"
+        return None, f"{who}: @{target.alias} is not set; nothing to reconcile"
+    except HeldByGateError as err:
+        return None, f"{who}: {err}"
     except (UnservableModelError, ModelLoadError) as err:
-        return None, f"{model.name}: @{model.alias} is not servable, tables kept: {err}"
+        return None, f"{who}: @{target.alias} is not servable, tables kept: {err}"
 
 
 def _reconcile(
     context: dg.SensorEvaluationContext,
     warehouse: Warehouse,
     model: ModelConfig,
+    target: PredictionTarget,
     desired: int,
     job_name: str,
 ) -> tuple[list[dg.RunRequest], str]:
-    """Run requests for the partitions that hold another version than `desired`, and what
-    was compared."""
-    busy = _unfinished_run(context.instance, model, job_name)
+    """Run requests for the partitions of the target that hold another version than
+    `desired`, and what was compared."""
+    who, key = _label(model, target), prediction_asset_key(model, target)
+    busy = _unfinished_run(context.instance, key, job_name)
     if busy:
-        return [], f"{model.name}: run {busy} is writing {model.output_table}; compare after it"
+        return [], f"{who}: run {busy} is writing {target.table.name}; compare after it"
     try:
-        held = _held(context.instance, warehouse, model)
+        held = _held(context.instance, warehouse, model, target)
     except ServingError as err:
-        return [], f"{model.name}: warehouse did not answer, tick skipped: {err}"
+        return [], f"{who}: warehouse did not answer, tick skipped: {err}"
     differ = stale(desired, held)
     if not differ:
-        return [], f"{model.name}: {len(held)} partitions on v{desired} = @{model.alias}"
-    pin = Pin(desired, model.alias)
+        return [], f"{who}: {len(held)} partitions on v{desired} = @{target.alias}"
+    pin = Pin(desired, target.alias)
     requests = [
         dg.RunRequest(
-            run_key=rescoring.key(model.name, desired, held),
+            run_key=rescoring.key(_label(model, target).replace(" ", ":"), desired, held),
             job_name=job_name,
-            asset_selection=[predictions_asset_key(model)],
+            asset_selection=[key],
             tags={**partition_range_tags(rescoring.first, rescoring.last), **pin_tags(pin)},
         )
         for rescoring in rectangles(model.markets, differ)
     ]
     return requests, (
-        f"{model.name}: {len(differ)} of {len(held)} partitions hold {_versions(held, differ)}, "
-        f"not v{desired} = @{model.alias}: rescoring them in {len(requests)} run(s)"
+        f"{who}: {len(differ)} of {len(held)} partitions hold {_versions(held, differ)}, "
+        f"not v{desired} = @{target.alias}: rescoring them in {len(requests)} run(s)"
     )
 
 
-def _unfinished_run(instance: dg.DagsterInstance, model: ModelConfig, job_name: str) -> str | None:
-    """A run that may be writing the prediction table now: what it writes is compared after
-    it, so a table is never requested twice for one difference."""
-    key = predictions_asset_key(model)
+def _label(model: ModelConfig, target: PredictionTarget) -> str:
+    return f"{model.name} shadow" if target.shadow else model.name
+
+
+def _unfinished_run(instance: dg.DagsterInstance, key: dg.AssetKey, job_name: str) -> str | None:
+    """A run that may be writing the table now: what it writes is compared after it, so a
+    table is never requested twice for one difference."""
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
         if run.job_name == job_name or key in (run.asset_selection or ()):
             return run.run_id
@@ -185,18 +218,32 @@ def _unfinished_run(instance: dg.DagsterInstance, model: ModelConfig, job_name: 
 
 
 def _held(
-    instance: dg.DagsterInstance, warehouse: Warehouse, model: ModelConfig
+    instance: dg.DagsterInstance, warehouse: Warehouse, model: ModelConfig, target: PredictionTarget
 ) -> dict[Partition, Held]:
-    """The version each scored partition of the config holds: from its latest
-    materialisation in this instance; for partitions with no record, from the table's
-    lineage."""
-    configured = set(map(Partition.parse, model_partitions(model).get_partition_keys()))
-    recorded = _recorded(instance, predictions_asset_key(model))
+    """The version each scored partition of the target holds: from its latest materialisation
+    in this instance; for partitions with no record, from the table's lineage."""
+    configured = _kept(model, target)
+    recorded = _recorded(instance, prediction_asset_key(model, target))
     held = {p: h for p, h in recorded.items() if p in configured}
     unrecorded = configured - set(held)
     if unrecorded:
-        held |= _in_table(warehouse, model, unrecorded)
+        held |= _in_table(warehouse, target, unrecorded)
+    if target.shadow:
+        # A shadow partition is due wherever the served table has the partition.
+        served = _held(instance, warehouse, model, served_target(model))
+        held |= {p: NOT_SCORED for p in configured & set(served) if p not in held}
     return held
+
+
+def _kept(model: ModelConfig, target: PredictionTarget) -> set[Partition]:
+    """The partitions the sensor keeps on the target's version: all of the served table; of
+    the shadow, every market of the challenger's last months (all, when not limited)."""
+    configured = sorted(map(Partition.parse, model_partitions(model).get_partition_keys()))
+    last = model.challenger.last_months if target.shadow and model.challenger else None
+    if last is None:
+        return set(configured)
+    months = sorted({p.month for p in configured})[-last:]
+    return {p for p in configured if p.month in months}
 
 
 def _recorded(instance: dg.DagsterInstance, asset: dg.AssetKey) -> dict[Partition, Held]:
@@ -221,12 +268,12 @@ def _recorded(instance: dg.DagsterInstance, asset: dg.AssetKey) -> dict[Partitio
 
 
 def _in_table(
-    warehouse: Warehouse, model: ModelConfig, partitions: set[Partition]
+    warehouse: Warehouse, target: PredictionTarget, partitions: set[Partition]
 ) -> dict[Partition, Held]:
     months = sorted({partition.month for partition in partitions})
     found: dict[Partition, list[tuple[int, str]]] = {}
     for partition, (version, run_id) in warehouse.distinct_values(
-        predictions_table(model), ["model_version", RUN_ID_COLUMN], months
+        target.table, ["model_version", RUN_ID_COLUMN], months
     ):
         if partition in partitions:
             found.setdefault(partition, []).append((int(version), str(run_id)))

@@ -251,10 +251,14 @@ def comparison_sql(
     """One query, in SQL both DuckDB and BigQuery run, comparing `column` of two tables over
     the keys of one partition (parameters `market` and `month`): rows, absolute and signed
     differences, Spearman's correlation of the ranks (RANK: ties take the lowest), the share of
-    the served top decile of keys also in the challenger's top decile, and per decile of the
+    the served top decile of keys also in the challenger's top decile (ties broken by key),
+    and per decile of the
     served values (bin edges: each decile's lowest served value) how many served and challenger
     values fall in it. Built from identifiers the config validated; values are parameters."""
     on = " AND ".join(f"s.{quote(k)} = c.{quote(k)}" for k in [*keys, "market", "month"])
+    # Ties in the top decile are broken by key, not by the order rows happen to arrive in.
+    key_columns = ", ".join(f"s.{quote(k)} AS key_{i}" for i, k in enumerate(keys))
+    tiebreak = ", ".join(f"key_{i}" for i in range(len(keys)))
     edges = ", ".join(
         f"MIN(CASE WHEN decile = {i} THEN served END) AS edge_{i}" for i in range(2, bins + 1)
     )
@@ -272,7 +276,7 @@ def comparison_sql(
     )
     return f"""
 WITH pairs AS (
-  SELECT s.{quote(column)} AS served, c.{quote(column)} AS challenger
+  SELECT s.{quote(column)} AS served, c.{quote(column)} AS challenger, {key_columns}
   FROM {served} AS s JOIN {challenger} AS c ON {on}
   WHERE s.market = {parameter("market")} AND s.month = {parameter("month")}
 ),
@@ -280,8 +284,8 @@ ranked AS (
   SELECT served, challenger,
     RANK() OVER (ORDER BY served) AS served_rank,
     RANK() OVER (ORDER BY challenger) AS challenger_rank,
-    ROW_NUMBER() OVER (ORDER BY served DESC) AS served_place,
-    ROW_NUMBER() OVER (ORDER BY challenger DESC) AS challenger_place,
+    ROW_NUMBER() OVER (ORDER BY served DESC, {tiebreak}) AS served_place,
+    ROW_NUMBER() OVER (ORDER BY challenger DESC, {tiebreak}) AS challenger_place,
     NTILE({bins}) OVER (ORDER BY served) AS decile,
     COUNT(*) OVER () AS n
   FROM pairs

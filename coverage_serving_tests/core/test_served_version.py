@@ -4,8 +4,15 @@ unservable version, a registry that does not answer, one load per process."""
 import mlflow
 import pytest
 
-from coverage_serving.config import ModelConfig, ServingConfig
-from coverage_serving.core.served_version import Pin, load_served_model, served_version
+from coverage_serving.config import ChallengerConfig, ModelConfig, PromotionGate, ServingConfig
+from coverage_serving.core.served_version import (
+    APPROVED_TAG,
+    SERVED_TAG,
+    HeldByGateError,
+    Pin,
+    load_served_model,
+    served_version,
+)
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.errors import (
     RegistryError,
@@ -104,3 +111,34 @@ def test_a_pin_that_is_not_a_version_number_is_refused(text: str) -> None:
 def test_a_pin_is_parsed_with_its_alias() -> None:
     assert Pin.parse(" 3 ", "champion") == Pin(3, "champion")
     assert Pin.parse("3", "") == Pin(3, None)
+
+
+@pytest.fixture
+def gated(store: ModelConfig) -> ModelConfig:
+    return store.model_copy(
+        update={
+            "challenger": ChallengerConfig(),
+            "promotion_gate": PromotionGate(min_rank_correlation=0.9),
+        }
+    )
+
+
+def test_the_first_version_ever_served_passes_the_gate(
+    gated: ModelConfig, registry: ModelRegistry
+) -> None:
+    assert served_version(registry, gated).version == 1  # nothing served before it
+
+
+def test_a_version_never_compared_is_held_once_another_has_served(
+    state: LocalState, gated: ModelConfig, registry: ModelRegistry
+) -> None:
+    client = mlflow.MlflowClient(state.tracking_uri)
+    client.set_model_version_tag(gated.registered_model, "1", SERVED_TAG, "true")
+    version = register_version(gated, state, Constant(), alias="champion")
+
+    with pytest.raises(HeldByGateError, match="held by the promotion gate: it was never compared"):
+        load_served_model(registry, gated)
+    pinned = load_served_model(registry, gated, Pin(version, "champion"))  # a pin is explicit
+    client.set_model_version_tag(gated.registered_model, str(version), APPROVED_TAG, "ana: ok")
+
+    assert served_version(registry, gated).version == pinned.ref.version == version

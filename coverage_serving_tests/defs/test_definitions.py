@@ -97,7 +97,7 @@ def test_definitions_module_loads_the_shipped_config() -> None:
     assert keys == {
         f"{model}_{asset}"
         for model in ("store", "grid")
-        for asset in ("features", "predictions", "model")
+        for asset in ("features", "predictions", "shadow_predictions", "model")
     }
 
 

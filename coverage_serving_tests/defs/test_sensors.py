@@ -2,131 +2,25 @@
 instance: what it requests, what it says and where its cursor moves, tick by tick."""
 
 import json
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import mlflow
 import pytest
 
-from coverage_serving.config import ModelConfig, ServingConfig
-from coverage_serving.definitions import build_definitions, resources_for_deployment
-from coverage_serving.defs.partitions import all_partitions_tags
-from coverage_serving.defs.resources import RegistryResource
-from coverage_serving.defs.sensors import registry_sensor_name
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.demo.emulator import free_port
-from coverage_serving.settings import LocalState
-from coverage_serving_tests.conftest import private_copy
+from coverage_serving_tests.defs.sensor_harness import (
+    ALL,
+    StoreSensor,
+    cursor_of,
+    ranges,
+    reason,
+    requested,
+    rescorings,
+)
 from coverage_serving_tests.registry_helpers import Constant, register_version
 
 pytestmark = pytest.mark.integration
-
-ALL = "IN|2026-01-01..ID|2026-02-01"  # the small config's store partitions, IN, ID x Jan, Feb
-Tick = dg.SensorResult | dg.SkipReason
-
-
-@pytest.fixture(scope="module")
-def scored_home(
-    trained_home: Path, small_config: ServingConfig, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """Every store partition scored with version 1, recorded in an instance of its own (as
-    after `make demo` with another DAGSTER_HOME): the sensors' instances have no record."""
-    state = LocalState(tmp_path_factory.mktemp("scored") / "home")
-    shutil.copytree(trained_home, state.home)
-    store = small_config.models["store"]
-    with dg.DagsterInstance.ephemeral() as elsewhere:
-        scored = build_definitions(small_config, state).resolve_job_def("score_store")
-        assert scored.execute_in_process(
-            tags=all_partitions_tags(store), instance=elsewhere
-        ).success
-    return state.home
-
-
-@dataclass(frozen=True)
-class StoreSensor:
-    """The store model's registry sensor over a state scored with version 1, evaluated in a
-    Dagster instance with no record of that scoring."""
-
-    config: ServingConfig
-    state: LocalState
-    instance: dg.DagsterInstance
-
-    @property
-    def store(self) -> ModelConfig:
-        return self.config.models["store"]
-
-    def tick(
-        self,
-        cursor: str | None = None,
-        tracking_uri: str | None = None,
-        config: ServingConfig | None = None,
-    ) -> Tick:
-        config = config or self.config
-        name = registry_sensor_name(self.store)
-        [sensor] = [s for s in self.definitions(config).sensors or [] if s.name == name]
-        resources = {
-            "warehouse": resources_for_deployment(config, self.state)["warehouse"],
-            "registry": RegistryResource(
-                tracking_uri=tracking_uri or self.state.tracking_uri, allow_pickled_models=True
-            ),
-        }
-        with dg.build_sensor_context(
-            cursor=cursor, resources=resources, instance=self.instance
-        ) as context:
-            return sensor(context)
-
-    def score(self, **run: Any) -> None:
-        """Run score_store in the sensor's instance, as the daemon would."""
-        job = self.definitions(self.config).resolve_job_def("score_store")
-        assert job.execute_in_process(instance=self.instance, **run).success
-
-    def definitions(self, config: ServingConfig) -> dg.Definitions:
-        return build_definitions(config, self.state)
-
-
-@pytest.fixture
-def sensor(
-    scored_home: Path,
-    small_config: ServingConfig,
-    instance: dg.DagsterInstance,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> StoreSensor:
-    return StoreSensor(small_config, private_copy(scored_home, tmp_path, monkeypatch), instance)
-
-
-def requested(result: Tick) -> list[tuple[str | None, str | None, str | None]]:
-    assert isinstance(result, dg.SensorResult)
-    return sorted(
-        ((r.job_name, r.partition_key, r.run_key) for r in result.run_requests or []), key=str
-    )
-
-
-def rescorings(result: Tick) -> list[dg.RunRequest]:
-    assert isinstance(result, dg.SensorResult)
-    return [r for r in result.run_requests or [] if r.job_name == "score_store"]
-
-
-def ranges(result: Tick) -> list[str]:
-    return [
-        f"{r.tags['dagster/asset_partition_range_start']}.."
-        f"{r.tags['dagster/asset_partition_range_end']}"
-        for r in rescorings(result)
-    ]
-
-
-def cursor_of(result: Tick) -> dict:
-    assert isinstance(result, dg.SensorResult) and result.cursor
-    return json.loads(result.cursor)
-
-
-def reason(result: Tick) -> str:
-    skip = result.skip_reason if isinstance(result, dg.SensorResult) else result
-    assert skip is not None
-    return skip.skip_message or ""
 
 
 def test_a_fresh_instance_reconciles_a_move_made_before_it_started(sensor: StoreSensor) -> None:

@@ -162,7 +162,7 @@ def check_comparison(warehouse: Warehouse) -> None:
     s, c = served["score"].to_numpy(), challenger["score"].to_numpy()
     edges = np.sort(s)[::20][1:]  # the lowest served value of deciles 2..10
     top = set(np.argsort(-s)[:20]) & set(np.argsort(-c)[:20])
-    assert found.rows == 200
+    assert found.compared_rows == 200
     assert found.mean_abs_diff == pytest.approx(np.abs(c - s).mean())
     assert found.max_abs_diff == pytest.approx(np.abs(c - s).max())
     assert found.mean_diff == pytest.approx((c - s).mean())
