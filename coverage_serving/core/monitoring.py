@@ -238,8 +238,12 @@ def _drift_outcome(
 ) -> Outcome:
     compared = [d for d in drifts if d.value is not None]
     if not compared:
-        reason = "no baseline" if not drifts else "binned otherwise (another version's bins)"
-        return Outcome(check, None, f"not compared with {baseline}: {reason}", baseline=baseline)
+        sentence = (
+            f"not compared with {baseline}: binned otherwise (another version's bins)"
+            if drifts
+            else "not compared: no baseline"
+        )
+        return Outcome(check, None, sentence, baseline=baseline)
     # The worst column: the highest value relative to its warn threshold.
     worst = max(compared, key=lambda d: d.value / max(_thresholds(model, d.metric).warn, 1e-12))
     limits = _thresholds(model, worst.metric)

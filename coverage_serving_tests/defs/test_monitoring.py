@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coverage_serving.config import ServingConfig
+from coverage_serving import cli
+from coverage_serving.config import MonitoringConfig, ServingConfig
+from coverage_serving.config.loader import CONFIG_ENV_VAR
 from coverage_serving.core.tables import features_table, predictions_table, profiles_table
 from coverage_serving.definitions import build_definitions
 from coverage_serving.defs.partitions import all_partitions_tags
@@ -19,6 +21,7 @@ from coverage_serving.demo.models import _training_frame
 from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
+from coverage_serving_tests.conftest import SMALL_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +104,35 @@ def test_the_shifted_feature_warns_with_its_psi_and_the_rest_pass(
     assert evaluations(result, "row_count_change")["IN|2026-02-01"].passed
     # The profiles are stored with their partitions.
     assert len(warehouse.list_partitions(profiles_table(model))) == 4
+    # The materialisation carries plain numbers for the Plots tab and the most drifted columns.
+    written = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node("store_predictions")
+    }
+    assert isinstance(written[SHIFTED.key]["sales_potential_mean"].value, float)
+    assert isinstance(written[SHIFTED.key]["sales_potential_p90"].value, float)
+    [first, *_] = written[SHIFTED.key]["most_drifted"].value.records
+    assert first.data["column"] == SHIFTED_FEATURE
+
+
+def test_the_drift_command_prints_the_same_checks(
+    small_config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert score_every_partition(small_config, state, instance).success
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(SMALL_CONFIG))
+    capsys.readouterr()
+
+    assert cli.main(["drift", "store", "--market", SHIFTED.market]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    [shifted] = [
+        line for line in lines if line.startswith(SHIFTED.key) and "feature_drift_previous" in line
+    ]
+    assert " warn " in shifted and f"psi of {SHIFTED_FEATURE!r}" in shifted
+    assert not any(line.startswith("IN|") for line in lines)
 
 
 def test_a_blocking_check_keeps_the_old_rows(
@@ -110,12 +142,11 @@ def test_a_blocking_check_keeps_the_old_rows(
     warehouse: DuckDBWarehouse,
 ) -> None:
     store = small_config.models["store"]
-    monitoring = store.monitoring.model_copy(
-        update={"blocking": ["feature_drift_previous_month"], "psi": {"warn": 0.05, "error": 0.1}}
+    # The shifted feature's PSI (0.1-0.25) is an error under these thresholds.
+    monitoring = MonitoringConfig.model_validate(
+        {"blocking": ["feature_drift_previous_month"], "psi": {"warn": 0.05, "error": 0.1}}
     )
-    strict = store.model_copy(
-        update={"monitoring": type(store.monitoring)(**monitoring.model_dump())}
-    )
+    strict = store.model_copy(update={"monitoring": monitoring})
     config = small_config.model_copy(update={"models": {"store": strict}})
 
     result = score_every_partition(config, state, instance)
