@@ -123,9 +123,11 @@ def decile_edges(values: np.ndarray) -> Edges:
 
 
 def profile_numeric(values: np.ndarray, edges: Edges) -> NumericProfile:
-    nulls = int(np.isnan(values).sum())
     finite_mask = np.isfinite(values)
-    finite = values[finite_mask]
+    # Most chunks hold only finite values: no copy, no NaN count for them.
+    all_finite = bool(finite_mask.all())
+    finite = values if all_finite else values[finite_mask]
+    nulls = 0 if all_finite else int(np.isnan(values).sum())
     counts, _ = np.histogram(finite, np.array([-np.inf, *edges, np.inf]))
     return NumericProfile(
         edges,
