@@ -11,7 +11,9 @@ import time
 import dagster as dg
 import uvicorn
 
-from coverage_serving.config import ConfigError, ServingConfig, load_serving_config
+from coverage_serving.config import ConfigError, ModelConfig, ServingConfig, load_serving_config
+from coverage_serving.core.drift_summary import drift_summary
+from coverage_serving.core.monitoring import ProfileStore
 from coverage_serving.definitions import build_definitions, warehouse_for_deployment
 from coverage_serving.demo.emulator import running_emulator
 from coverage_serving.demo.models import train_demo_model
@@ -51,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    drift = commands.add_parser(
+        "drift", help="the monitoring checks of every profiled partition of a model"
+    )
+    drift.add_argument("model", help="model name in the serving config, e.g. store or grid")
+    drift.add_argument("--market", help="only this market's partitions")
     train = commands.add_parser("train-demo-model", help="register a new demo model version")
     train.add_argument("model", help="model name in the serving config, e.g. store or grid")
     train.add_argument("--alias", help="move this alias (e.g. champion) to the new version")
@@ -76,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_serving_config()
         if args.command == "train-demo-model":
             return train(config, state, args.model, args.alias)
+        if args.command == "drift":
+            return drift(config, state, args.model, args.market)
         if args.command == "dev":
             return dev(state, args.dagster_port, args.mlflow_port)
         if args.command == "serve":
@@ -118,14 +127,18 @@ def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int
     return 0
 
 
+def drift(config: ServingConfig, state: LocalState, name: str, market: str | None) -> int:
+    """Print the monitoring checks of the model's profiled partitions, as the UI shows them."""
+    model = _configured(config, name)
+    registry = ModelRegistry(state.tracking_uri, config.registry.allow_pickled_models)
+    store = ProfileStore(warehouse_for_deployment(state).open(), model)
+    for line in drift_summary(store, registry, model, market):
+        print(line)
+    return 0
+
+
 def train(config: ServingConfig, state: LocalState, name: str, alias: str | None) -> int:
-    if name not in config.models:
-        print(
-            f"error: no model {name!r} in the serving config {sorted(config.models)}",
-            file=sys.stderr,
-        )
-        return 2
-    model = config.models[name]
+    model = _configured(config, name)
     version = train_demo_model(model, state.tracking_uri, alias)
     moved = f"; alias {alias!r} now points at it" if alias else ""
     print(f"registered {model.registered_model} version {version}{moved}")
@@ -136,6 +149,12 @@ def release(run_id: str) -> int:
     with dg.DagsterInstance.get() as instance:
         print(release_run(instance, run_id))
     return 0
+
+
+def _configured(config: ServingConfig, name: str) -> ModelConfig:
+    if name not in config.models:
+        raise ConfigError(f"no model {name!r} in the serving config {sorted(config.models)}")
+    return config.models[name]
 
 
 def demo(config: ServingConfig, state: LocalState, warehouse: Warehouse) -> int:

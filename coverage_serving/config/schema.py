@@ -121,6 +121,40 @@ class UnmatchedMarkets(StrEnum):
     FAIL = "fail"  # and the partitions of their month fail; nothing of them is written
 
 
+class MonitorCheck(StrEnum):
+    """The per-partition monitoring checks of a prediction asset (core.monitoring)."""
+
+    FEATURE_DRIFT_PREVIOUS_MONTH = "feature_drift_previous_month"
+    FEATURE_DRIFT_REFERENCE = "feature_drift_reference"
+    PREDICTION_DRIFT_PREVIOUS_MONTH = "prediction_drift_previous_month"
+    PREDICTION_DRIFT_REFERENCE = "prediction_drift_reference"
+    ROW_COUNT_CHANGE = "row_count_change"
+
+
+class Thresholds(_Strict):
+    warn: float = Field(ge=0)
+    error: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _warn_before_error(self) -> "Thresholds":
+        if self.warn > self.error:
+            raise ValueError(f"warn ({self.warn}) is greater than error ({self.error})")
+        return self
+
+
+class MonitoringConfig(_Strict):
+    # Population stability index of a numeric feature or prediction (core.drift): below 0.1
+    # stable, above 0.25 a significant shift, by the usual reading.
+    psi: Thresholds = Thresholds(warn=0.1, error=0.25)
+    # L-infinity distance of a string feature's category shares: the largest share change.
+    category_distance: Thresholds = Thresholds(warn=0.1, error=0.2)
+    # Relative change of a partition's row count from the same market's previous month.
+    row_count_change: Thresholds = Thresholds(warn=0.2, error=0.5)
+    # Checks whose error keeps the partition's old rows (the swap is refused); by default a
+    # check never blocks: it reports.
+    blocking: list[MonitorCheck] = Field(default_factory=list)
+
+
 class AutomationConfig(_Strict):
     # How often the sensors look at the registry and at the source tables.
     registry_poll_seconds: int = Field(default=30, ge=5)
@@ -176,6 +210,7 @@ class ModelConfig(_Strict):
     unmatched_markets: UnmatchedMarkets = UnmatchedMarkets.WARN
     challenger: ChallengerConfig | None = None
     promotion_gate: PromotionGate | None = None
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "ModelConfig":
@@ -224,6 +259,14 @@ class ModelConfig(_Strict):
     @property
     def features_table(self) -> str:
         return f"{self.name}_features"
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [name for name, spec in self.features.items() if spec.type == ColumnType.STRING]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [name for name, spec in self.features.items() if spec.type != ColumnType.STRING]
 
     @property
     def rejected_table(self) -> str:

@@ -7,7 +7,7 @@ bounded by the chunk, not the partition.
 """
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,12 +23,23 @@ from coverage_serving.core.contracts import (
     enforce_input_contract,
     screen_input,
 )
+from coverage_serving.core.monitoring import (
+    DriftBlocked,
+    Outcome,
+    ProfileStore,
+    StoredProfile,
+    baselines,
+    blocking_errors,
+    judge,
+)
 from coverage_serving.core.pipeline import ahead
+from coverage_serving.core.profile import Profile, Profiler
 from coverage_serving.core.scoring import score_valid_features
 from coverage_serving.core.tables import (
+    PredictionTarget,
     features_table,
-    predictions_table,
     rejected_table,
+    served_target,
     source_table,
 )
 from coverage_serving.core.unmatched import (
@@ -42,7 +53,7 @@ from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
-from coverage_serving.warehouse.base import Staged, TableSpec
+from coverage_serving.warehouse.base import Staged
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 T = TypeVar("T")
@@ -158,31 +169,61 @@ def score_into_table(
     run_id: str,
     *,
     snapshot_checked: bool = False,
-    table: TableSpec | None = None,
+    target: PredictionTarget | None = None,
+    shipped_reference: Mapping[str, Profile] | None = None,
 ) -> StepResult:
-    """Score the partition's feature snapshot and swap it into the prediction table (or
-    `table`, one of the same columns: the challenger's shadow).
+    """Score the partition's feature snapshot and swap it into the prediction table `target`
+    (by default the served one), profiling its features and predictions on the way and judging
+    the profile against the previous month and the version's reference (`shipped_reference`:
+    its training profile per market, if it ships one). A shadow is not judged nor its profile
+    kept: the model's profiles describe the served table.
 
     The snapshot is checked against the input contract again unless `snapshot_checked` says
     it was written under the contract in force now: re-checking rows the features step
     checked cost a tenth of the scoring time (benchmarks/README.md)."""
+    target = target or served_target(model)
     result, tally = StepResult(), _Tally()
     lineage = Lineage.of(loaded.ref, run_id)  # one scored_at for the whole partition
     # float32 copies of the predictions for the summary: 4 bytes a row, not the frames.
     predicted: list[np.ndarray] = []
+    profiles = ProfileStore(warehouse, model)
+    found = baselines(profiles, partition, loaded.ref.version, shipped_reference)
+    # One profiler per thread: features where they are checked, predictions where made.
+    features_profile = Profiler(model.numeric_features, model.categorical_features, found.edges())
+    predictions_profile = Profiler(model.prediction_columns, [], found.edges())
+    outcomes: list[Outcome] = []
 
     def check(features: pd.DataFrame) -> pd.DataFrame:
         tally.count(features)
-        return features if snapshot_checked else enforce_input_contract(model, partition, features)
+        checked = (
+            features if snapshot_checked else enforce_input_contract(model, partition, features)
+        )
+        features_profile.add(checked)
+        return checked
 
     def score(features: pd.DataFrame) -> pd.DataFrame:
         scored = score_valid_features(model, loaded, partition, features)
         predicted.append(scored[model.prediction_columns].to_numpy(dtype="float32"))
+        predictions_profile.add(scored)
         return scored
+
+    def judge_drift(profile: Profile) -> None:
+        # The whole partition is profiled once its last chunk is staged: judged before the
+        # swap, so a blocking check keeps the old rows.
+        outcomes.extend(judge(model, partition, profile, found))
+        blocked = blocking_errors(model, outcomes)
+        if blocked:
+            raise DriftBlocked(
+                "; ".join(o.sentence for o in blocked)
+                + " (blocking in monitoring.blocking): the old rows are kept",
+                outcomes,
+            )
 
     def verify(staged: Staged) -> None:
         _require_rows(model, partition, tally.rows)
         _require_unique_keys(model, partition, staged, "output")
+        if not target.shadow:
+            judge_drift(_profile(features_profile, predictions_profile))
         if staged.rows != tally.rows:
             raise ContractViolation(
                 model.name,
@@ -206,21 +247,43 @@ def score_into_table(
     checked = ahead(result.timed_each("validate", chunks, check))
     with _naming(model, partition):
         result.rows = warehouse.replace_partition(
-            table or predictions_table(model),
+            target.table,
             partition,
             ahead(result.timed_each("score", checked, score)),
             constants=lineage.columns(),
             keys=model.key_columns,
             verify=verify,
         )
+        if not target.shadow:
+            profiles.write(
+                StoredProfile(
+                    partition,
+                    loaded.ref.version,
+                    _profile(features_profile, predictions_profile),
+                ),
+                found.reference,
+                run_id,
+                result.rows,
+            )
     result.details = {
         **lineage.version(),
+        "monitoring": outcomes,
+        "reference": found.reference.source,
         "input_contract": "checked when the snapshot was written"
         if snapshot_checked
         else "checked while scoring",
         "prediction_quantiles": _quantiles(model, np.vstack(predicted)),
     }
     return result
+
+
+def _profile(features: Profiler, predictions: Profiler) -> Profile:
+    """One profile of the partition's features and predictions (both streams have rows)."""
+    assert features.profile is not None and predictions.profile is not None
+    return Profile(
+        features.profile.rows,
+        {**features.profile.columns, **predictions.profile.columns},
+    )
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The tables of a model, derived from its config: source, feature snapshot, predictions (and
-their challenger's shadow), and the quarantine of rejected input rows."""
+their challenger's shadow), the quarantine of rejected input rows and the partition profiles of
+monitoring."""
 
 from dataclasses import dataclass, replace
 
@@ -10,6 +11,7 @@ from coverage_serving.warehouse import Column, TableSpec
 SOURCE_SCHEMA = "source"
 FEATURES_SCHEMA = "features"
 PREDICTIONS_SCHEMA = "serving"
+MONITORING_SCHEMA = "monitoring"
 
 PARTITION_COLUMNS = (Column("market", "string"), Column("month", "date"))
 LINEAGE_COLUMNS = tuple(Column(name, kind, nullable) for name, kind, nullable in lineage_columns())
@@ -52,6 +54,23 @@ def rejected_table(model: ModelConfig) -> TableSpec:
             Column("failed_column", "string", nullable=True),
             Column("reason", "string"),
             Column(RUN_ID_COLUMN, "string"),
+        ),
+    )
+
+
+def profiles_table(model: ModelConfig) -> TableSpec:
+    """One row per prediction partition: its profile (core.profile) as JSON and what made it."""
+    return TableSpec(
+        MONITORING_SCHEMA,
+        f"{model.name}_profiles",
+        (
+            *PARTITION_COLUMNS,
+            Column("model_version", "int"),
+            Column("rows", "int"),
+            Column("profile", "string"),
+            Column("reference", "string"),
+            Column(RUN_ID_COLUMN, "string"),
+            Column("profiled_at", "timestamp"),
         ),
     )
 

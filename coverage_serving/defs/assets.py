@@ -1,7 +1,8 @@
 """One factory turns a model's config entry into its feature and prediction assets."""
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,7 +10,7 @@ import dagster as dg
 import pandera.pandas as pa
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from coverage_serving.config import InvalidRows, ModelConfig, UnmatchedMarkets
+from coverage_serving.config import InvalidRows, ModelConfig, MonitorCheck, UnmatchedMarkets
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
 from coverage_serving.core.compare import verdict
 from coverage_serving.core.contracts import (
@@ -19,6 +20,8 @@ from coverage_serving.core.contracts import (
     input_schema,
     output_schema,
 )
+from coverage_serving.core.monitoring import DriftBlocked, Outcome, Severity, most_drifted
+from coverage_serving.core.reference import REFERENCE_ARTIFACT, shipped_reference
 from coverage_serving.core.served_version import Pin, load_served_model, served_version
 from coverage_serving.core.tables import (
     PredictionTarget,
@@ -29,19 +32,21 @@ from coverage_serving.core.tables import (
 )
 from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
 from coverage_serving.core.unmatched import ByMonth, UnmatchedMarketRows, summary, total_rows
+from coverage_serving.defs.checks import log_partition_check, partition_check_specs
 from coverage_serving.defs.comparison import compare_partition, comparison_spec, comparison_summary
 from coverage_serving.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, model_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
-from coverage_serving.registry import LoadedModel, ModelRegistry, redact
+from coverage_serving.registry import ModelRegistry, redact
 
 INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
 SERVABLE_CHECK = "servable"
 REJECTED_CHECK = "rejected_rows"
 UNMATCHED_CHECK = "unmatched_markets"
+MOST_DRIFTED = 10  # rows of the materialisation's table of the most drifted columns
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -105,35 +110,49 @@ def build_model_assets(model: ModelConfig) -> list[dg.AssetsDefinition]:
 def build_predictions_asset(
     model: ModelConfig, target: PredictionTarget, features_key: dg.AssetKey, input_contract: str
 ) -> dg.AssetsDefinition:
-    """The prediction table `target`: the served one, or the challenger's shadow of it, which
-    each partition also compares with the served table."""
+    """The prediction table `target`: the served one, monitored for drift, or the challenger's
+    shadow of it, which each partition compares with the served table."""
     key = prediction_asset_key(model, target)
+    partitions = model_partitions(model)
     checks = [dg.AssetCheckSpec(OUTPUT_CHECK, asset=key)]
     if target.shadow:
         checks.append(comparison_spec(model, key))
+    else:
+        checks += partition_check_specs(key, _monitor_descriptions(model), partitions)
 
-    @dg.asset(
-        key=key,
-        # Each partition holds the predictions of one version, chosen per run (the alias's, or
-        # a pin); any registered version may be it, so every version is upstream. Which one
-        # made a partition is in its materialisation's `model_version`.
-        deps=[
-            features_key,
-            dg.AssetDep(version_asset_key(model), partition_mapping=dg.AllPartitionMapping()),
+    # A multi_asset with can_subset: its per-partition checks are logged, not yielded
+    # (defs/checks.py says why).
+    @dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[
+            dg.AssetSpec(
+                key,
+                # Each partition holds the predictions of one version, chosen per run (the
+                # alias's, or a pin); any registered version may be it, so every version is
+                # upstream. Which one made a partition is in its materialisation's
+                # `model_version`.
+                deps=[
+                    features_key,
+                    dg.AssetDep(
+                        version_asset_key(model), partition_mapping=dg.AllPartitionMapping()
+                    ),
+                ],
+                # Each partition is recorded as it is swapped in (below), so a run that fails on
+                # one partition still shows which others it rescored.
+                skippable=True,
+                group_name=model.name,
+                description=(
+                    f"Predictions of {model.registered_model}@{target.alias} for every row of "
+                    f"{model.features_table}, with lineage"
+                    + (f", compared with {model.output_table}." if target.shadow else ".")
+                ),
+                metadata=_table_metadata(output_schema(model), target.table.qualified_name),
+            )
         ],
-        partitions_def=model_partitions(model),
+        partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=key.to_user_string(),
-        # Each partition is recorded as it is swapped in (below), so a run that fails on one
-        # partition still shows which others it rescored.
-        output_required=False,
-        group_name=model.name,
-        description=(
-            f"Predictions of {model.registered_model}@{target.alias} for every row of "
-            f"{model.features_table}, with lineage"
-            + (f", compared with {model.output_table}." if target.shadow else ".")
-        ),
-        metadata=_table_metadata(output_schema(model), target.table.qualified_name),
+        can_subset=True,
         check_specs=checks,
     )
     def predictions(
@@ -145,21 +164,29 @@ def build_predictions_asset(
         # one version. A run requested for a version (e.g. by the registry sensor) keeps it
         # even if the alias has moved on since.
         partitions = _run_partitions(context)
-        loaded = _load_served_model(registry.open(), model, target, context.run.tags, partitions)
+        with _nothing_scored(model, partitions):
+            pin = pin_of(context.run.tags)
+            loaded = load_served_model(registry.open(), model, pin, alias=target.alias)
+            reference = shipped_reference(registry.tracking_uri, loaded.ref)
         batch = BatchRun(model.name, loaded.ref, context.run_id, shadow=target.shadow)
         store = warehouse.open()
 
         def score(partition: Partition) -> StepResult:
             checked = _written_under(context.instance, features_key, partition, input_contract)
-            result = score_into_table(
-                store,
-                model,
-                loaded,
-                partition,
-                context.run_id,
-                snapshot_checked=checked,
-                table=target.table,
-            )
+            try:
+                result = score_into_table(
+                    store,
+                    model,
+                    loaded,
+                    partition,
+                    context.run_id,
+                    snapshot_checked=checked,
+                    target=target,
+                    shipped_reference=reference,
+                )
+            except DriftBlocked as err:
+                _log_monitoring(context, key, partition, err.outcomes)
+                raise
             if target.shadow:
                 batch.compared[partition] = compare_partition(
                     context, store, model, target, key, partition
@@ -169,6 +196,7 @@ def build_predictions_asset(
                     asset_key=key, partition=partition.key, metadata=_result_metadata(result)
                 )
             )
+            _log_monitoring(context, key, partition, result.details["monitoring"])
             return result
 
         outcome = _serve_each(partitions, score)
@@ -280,21 +308,106 @@ def _written_under(
     )
 
 
-def _load_served_model(
-    models: ModelRegistry,
-    model: ModelConfig,
-    target: PredictionTarget,
-    run_tags: Mapping[str, str],
-    partitions: list[Partition],
-) -> LoadedModel:
+@contextmanager
+def _nothing_scored(model: ModelConfig, partitions: list[Partition]) -> Iterator[None]:
+    """What the run needs before its first partition (the served model, its reference) fails
+    the run naming the model and every partition, none of them scored."""
     try:
-        return load_served_model(models, model, pin_of(run_tags), alias=target.alias)
+        yield
     except ServingError as err:
         keys = ", ".join(partition.key for partition in partitions)
         raise dg.Failure(
             description=f"model {model.name!r}, partition(s) {keys}: nothing was scored: {err}",
             metadata={**err.metadata(), "model": model.name, "partitions": keys},
         ) from err
+
+
+_MONITOR_DESCRIPTIONS = {
+    MonitorCheck.FEATURE_DRIFT_PREVIOUS_MONTH: "Drift of each feature from the same market's "
+    "previous month: PSI (numeric), L-infinity distance of category shares (string).",
+    MonitorCheck.FEATURE_DRIFT_REFERENCE: "Drift of each feature from the version's reference "
+    f"(its training profile, {REFERENCE_ARTIFACT}, else the first month it scored here).",
+    MonitorCheck.PREDICTION_DRIFT_PREVIOUS_MONTH: "PSI of each prediction column against the "
+    "same market's previous month.",
+    MonitorCheck.PREDICTION_DRIFT_REFERENCE: "PSI of each prediction column against the "
+    "version's reference.",
+    MonitorCheck.ROW_COUNT_CHANGE: "Relative change of the partition's row count from the same "
+    "market's previous month.",
+}
+
+
+def _monitor_descriptions(model: ModelConfig) -> dict[str, str]:
+    limits = model.monitoring
+    thresholds = (
+        f" Thresholds (monitoring: in serving.yaml): PSI {limits.psi.warn}/{limits.psi.error}, "
+        f"category distance {limits.category_distance.warn}/{limits.category_distance.error}, "
+        f"row count change {limits.row_count_change.warn}/{limits.row_count_change.error} "
+        "(warn/error)."
+    )
+    return {
+        str(check): description
+        + thresholds
+        + (" Blocking: an error keeps the old rows." if check in limits.blocking else "")
+        for check, description in _MONITOR_DESCRIPTIONS.items()
+    }
+
+
+_SEVERITY = {Severity.WARN: dg.AssetCheckSeverity.WARN, Severity.ERROR: dg.AssetCheckSeverity.ERROR}
+
+
+def _log_monitoring(
+    context: dg.AssetExecutionContext,
+    asset: dg.AssetKey,
+    partition: Partition,
+    outcomes: list[Outcome],
+) -> None:
+    for outcome in outcomes:
+        log_partition_check(
+            context,
+            asset,
+            str(outcome.check),
+            partition.key,
+            passed=outcome.passed,
+            severity=_SEVERITY[outcome.severity or Severity.WARN],
+            description=outcome.sentence,
+            metadata={
+                "baseline": outcome.baseline,
+                **({"value": outcome.value} if outcome.value is not None else {}),
+                **({"warn_threshold": outcome.threshold} if outcome.threshold is not None else {}),
+                **({"columns": _drift_table(most_drifted([outcome]))} if outcome.drifts else {}),
+            },
+        )
+
+
+def _drift_table(rows: list[tuple[str, Any, float]]) -> dg.TableMetadataValue:
+    """The compared columns, most drifted first: what a person reads to see what moved."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "column": drift.column,
+                    "metric": drift.metric,
+                    "value": round(drift.value, 6),
+                    "times_warn_threshold": round(ratio, 3),
+                    "unknown_category_rate": drift.unknown_rate
+                    if drift.unknown_rate is not None
+                    else 0.0,
+                    "baseline": baseline,
+                }
+            )
+            for baseline, drift, ratio in rows
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("column", "string"),
+                dg.TableColumn("metric", "string"),
+                dg.TableColumn("value", "float"),
+                dg.TableColumn("times_warn_threshold", "float"),
+                dg.TableColumn("unknown_category_rate", "float"),
+                dg.TableColumn("baseline", "string"),
+            ]
+        ),
+    )
 
 
 def _track(context: dg.AssetExecutionContext, tracking_uri: str, batch: BatchRun) -> None:
@@ -474,9 +587,18 @@ def _table_metadata(schema: pa.DataFrameSchema, table_name: str) -> dict[str, An
 def _result_metadata(result: StepResult) -> dict[str, Any]:
     details = dict(result.details)
     quantiles = details.pop("prediction_quantiles", None)
+    outcomes = details.pop("monitoring", None)
     metadata: dict[str, Any] = {"dagster/row_count": result.rows, **result.timings, **details}
     if quantiles:
         metadata["prediction_summary"] = dg.MetadataValue.md(_quantile_table(quantiles))
+        # Plain numbers: the asset's Plots tab draws each over the partitions.
+        metadata |= {
+            f"{column}_{stat}": dg.MetadataValue.float(value)
+            for column, stats in quantiles.items()
+            for stat, value in stats.items()
+        }
+    if outcomes:
+        metadata["most_drifted"] = _drift_table(most_drifted(outcomes)[:MOST_DRIFTED])
     return metadata
 
 

@@ -17,6 +17,10 @@ from coverage_serving.partition import Partition
 MARKET_CENTRES = {"IN": (19.07, 72.88), "ID": (-6.20, 106.85), "VN": (10.78, 106.70)}
 DEFAULT_ROWS = {"stores": 2_000, "grid_cells": 5_000}
 STORE_TYPES = ["kirana", "convenience", "pharmacy", "supermarket"]
+# A controlled shift for the monitoring checks to find: in one market and month, the stores'
+# income_index is scaled by this factor (a new census base, say); nothing else moves.
+SHIFTED_PARTITION = ("ID", date(2026, 2, 1))
+SHIFTED_FEATURE, SHIFT_FACTOR = "income_index", 1.2
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -40,6 +44,7 @@ def stores(partition: Partition, rows: int) -> pd.DataFrame:
     lat, lon = _centre(partition.market)
     store_type = base.choice(STORE_TYPES, rows, p=[0.55, 0.2, 0.15, 0.1])
     population = base.lognormal(0, 0.5, rows) * drift.normal(1, 0.02, rows)
+    shift = SHIFT_FACTOR if (partition.market, partition.month) == SHIFTED_PARTITION else 1.0
     return pd.DataFrame(
         {
             "store_id": [f"S-{partition.market}-{i:06d}" for i in range(rows)],
@@ -50,7 +55,9 @@ def stores(partition: Partition, rows: int) -> pd.DataFrame:
             "latitude": lat + base.normal(0, 0.3, rows),
             "longitude": lon + base.normal(0, 0.3, rows),
             "population_index": population.round(4),
-            "income_index": (base.lognormal(0, 0.4, rows) * drift.normal(1, 0.01, rows)).round(4),
+            "income_index": (
+                base.lognormal(0, 0.4, rows) * drift.normal(1, 0.01, rows) * shift
+            ).round(4),
             "poi_count": base.poisson(population * 12),
             "competitor_count": drift.poisson(population * 3),
             "distance_to_distributor_km": base.gamma(2.0, 4.0, rows).round(2),

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from coverage_serving.config import ColumnType, ModelConfig
+from coverage_serving.core.reference import log_reference_profile
 from coverage_serving.demo.data import GENERATORS
 from coverage_serving.partition import Partition
 from coverage_serving.registry import experiment_id, registry_client, using_tracking_uri
@@ -141,6 +142,11 @@ def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -
             # refuses nullable int features, so the hint does not apply.
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             signature = infer_signature(example, estimator.predict(example))
+        predictions = pd.DataFrame(
+            {model.prediction_columns[0]: estimator.predict(features)}, index=features.index
+        )
+        # The version's reference for drift checks: its training features and predictions.
+        log_reference_profile(model, features, predictions, frame["market"])
         info = log(
             name="model",
             signature=signature,

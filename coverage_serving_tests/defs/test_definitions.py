@@ -137,7 +137,14 @@ def test_a_third_model_gets_assets_checks_jobs_and_automation(
             "store_churn_model": "AllPartitionMapping",
         },
         "partitions": {"market": ["ID"], "month": {"cron": "0 0 1 * *", "start": "2026-01-01"}},
-        "checks": ["output_contract"],
+        "checks": [
+            "feature_drift_previous_month",
+            "feature_drift_reference",
+            "output_contract",
+            "prediction_drift_previous_month",
+            "prediction_drift_reference",
+            "row_count_change",
+        ],
         "backfill": "BackfillPolicyType.SINGLE_RUN",
     }
     assert graph["assets"]["store_churn_features"]["checks"] == [
