@@ -1,5 +1,6 @@
 """The local warehouse: one DuckDB file, opened through dagster-duckdb's connection factory."""
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -15,6 +16,7 @@ from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
     Constants,
+    History,
     Rows,
     Staged,
     TableSpec,
@@ -27,6 +29,7 @@ from coverage_serving.warehouse.base import (
     require_columns,
     require_key_columns,
 )
+from coverage_serving.warehouse.history import Archive, Dialect, archive_for
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -50,6 +53,9 @@ def _quote(identifier: str) -> str:
 
 def _table(table: TableSpec) -> str:
     return f"{_quote(table.schema)}.{_quote(table.name)}"
+
+
+DIALECT = Dialect(table=_table, quote=_quote, parameter=lambda name: f"${name}")
 
 
 class DuckDBWarehouse:
@@ -90,11 +96,15 @@ class DuckDBWarehouse:
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
+        history: History | None = None,
     ) -> int:
         constants = constants or {}
         staged_table = table.without(constants)
+        archive = archive_for(DIALECT, table, constants, history) if history else Archive()
         with self._connect() as con:
             self._create_if_missing(con, table)
+            if history:
+                self._create_if_missing(con, history.table)
             # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
             # have to fit in memory. Its name is unique; a crash leaves only this table behind.
             staging = f"{_quote(STAGING_SCHEMA)}.{_quote(f'{table.name}_{uuid.uuid4().hex[:12]}')}"
@@ -103,7 +113,7 @@ class DuckDBWarehouse:
             try:
                 staged = self._stage_all(con, staged_table, partition, staging, rows, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(con, table, staged_table, partition, staging, constants)
+                self._swap(con, table, staged_table, partition, staging, constants, archive)
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
         return staged.rows
@@ -208,12 +218,15 @@ class DuckDBWarehouse:
         partition: Partition,
         staging: str,
         constants: Constants,
+        archive: Archive,
     ) -> None:
         staged = [_quote(c) for c in staged_table.column_names]
         values = [f"CAST(? AS {SQL_TYPES[table.kind(name)]})" for name in constants]
         names = ", ".join([*staged, *(_quote(name) for name in constants)])
         try:
             con.execute("BEGIN TRANSACTION")
+            for statement in archive.statements:
+                con.execute(statement, _parameters_of(statement, partition, archive))
             con.execute(
                 f"DELETE FROM {_table(table)} WHERE market = ? AND month = ?",
                 [partition.market, partition.month],
@@ -279,6 +292,14 @@ class DuckDBWarehouse:
         if not existing:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(table.schema)}")
             con.execute(f"CREATE TABLE IF NOT EXISTS {_table(table)} ({_ddl(table.columns)})")
+
+
+def _parameters_of(statement: str, partition: Partition, archive: Archive) -> dict[str, object]:
+    """The named parameters the statement uses: DuckDB refuses any other."""
+    values = {"market": partition.market, "month": partition.month} | {
+        name: value for name, (_, value) in archive.parameters.items()
+    }
+    return {name: values[name] for name in re.findall(r"\$(\w+)", statement)}
 
 
 def _ddl(columns: tuple[Column, ...]) -> str:
