@@ -27,6 +27,7 @@ from coverage_serving.core.pipeline import ahead
 from coverage_serving.core.scoring import score_valid_features
 from coverage_serving.core.tables import (
     features_table,
+    history_table,
     predictions_table,
     rejected_table,
     source_table,
@@ -38,11 +39,11 @@ from coverage_serving.core.unmatched import (
     unmatched_source_rows,
 )
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
-from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
+from coverage_serving.lineage import RUN_ID_COLUMN, VERSION_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
-from coverage_serving.warehouse.base import Staged
+from coverage_serving.warehouse.base import History, Staged
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 T = TypeVar("T")
@@ -159,7 +160,9 @@ def score_into_table(
     *,
     snapshot_checked: bool = False,
 ) -> StepResult:
-    """Score the partition's feature snapshot and swap it into the prediction table.
+    """Score the partition's feature snapshot and swap it into the prediction table; the rows
+    it replaces move to the history table in the same transaction, unless they hold the
+    version that scores them now (a rerun).
 
     The snapshot is checked against the input contract again unless `snapshot_checked` says
     it was written under the contract in force now: re-checking rows the features step
@@ -210,6 +213,9 @@ def score_into_table(
             constants=lineage.columns(),
             keys=model.key_columns,
             verify=verify,
+            history=History(
+                history_table(model), VERSION_COLUMN, run_id, model.history.keep_versions
+            ),
         )
     result.details = {
         **lineage.version(),
