@@ -26,6 +26,7 @@ from coverage_serving_tests.warehouse.sample import (
     check_latest_row,
     check_unmatched_markets,
     refusals_of_every_read,
+    replace_with_version,
     rows,
 )
 
@@ -281,3 +282,15 @@ def test_the_history_table_is_the_table_plus_when_and_by_whom(
         ("replaced_by_run_id", "VARCHAR"),
     ]
     assert [name for name, _ in columns[:-2]] == TABLE.column_names
+
+
+def test_a_history_table_whose_columns_drifted_is_not_written(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    replace_with_version(warehouse, JANUARY, 1, "run-1")
+    alter(database, "ALTER TABLE serving.scores_history DROP COLUMN replaced_by_run_id")
+
+    with pytest.raises(WarehouseError, match=r"serving\.scores_history has columns .* migrate"):
+        replace_with_version(warehouse, JANUARY, 2, "run-2")
+
+    assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {1}
