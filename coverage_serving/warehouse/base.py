@@ -53,7 +53,7 @@ class TableSpec:
 
 
 # The columns a history table adds to the columns of the table whose replaced rows it keeps.
-REPLACED_AT = "replaced_at"  # when the swap that replaced the row committed
+REPLACED_AT = "replaced_at"  # when the swap that replaced the row ran (its transaction)
 REPLACED_BY = "replaced_by_run_id"  # the run whose swap replaced it
 REPLACED_COLUMNS = (Column(REPLACED_AT, "timestamp"), Column(REPLACED_BY, "string"))
 
