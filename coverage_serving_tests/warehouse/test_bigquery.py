@@ -2,7 +2,7 @@
 SQL it sends, pinned: the emulator accepts DATE comparisons that BigQuery rejects."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +15,7 @@ from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.demo.emulator import Emulator
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.settings import LocalState
+from coverage_serving.warehouse.base import History
 from coverage_serving.warehouse.bigquery import (
     BigQueryClients,
     BigQueryWarehouse,
@@ -24,6 +25,7 @@ from coverage_serving.warehouse.bigquery import (
     replace_partition_sql,
     select_partition_sql,
 )
+from coverage_serving.warehouse.history import archive_for
 from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     HISTORY,
@@ -318,3 +320,27 @@ def test_history_statements_run_first_in_the_swap_transaction() -> None:
     sql = replace_partition_sql("p.d.t", "p.d.s", ["id"], ["version"], ["DELETE a", "INSERT b"])
     assert sql.startswith("BEGIN TRANSACTION;\nDELETE a;\nINSERT b;\nDELETE FROM `p.d.t` ")
     assert sql.endswith("COMMIT TRANSACTION;")
+
+
+def test_history_statements_bind_partition_version_and_run() -> None:
+    def unreachable() -> AbstractContextManager[BigQueryClients]:
+        raise AssertionError("building the statements sends no query")
+
+    warehouse = BigQueryWarehouse(unreachable, "p", "d")
+    history = History(HISTORY, "version", "run-2", keep_versions=1)
+
+    archive = archive_for(warehouse._dialect, TABLE, {"version": 2}, history)
+
+    columns = ", ".join(f"`{c}`" for c in TABLE.column_names)
+    in_partition = "market = @market AND month = @month"
+    assert archive.statements[1] == (
+        f"INSERT INTO `p.d_serving.scores_history` ({columns}, `replaced_at`, "
+        f"`replaced_by_run_id`) SELECT {columns}, CURRENT_TIMESTAMP, @replaced_by "
+        f"FROM `p.d_serving.scores` WHERE {in_partition} AND `version` <> @version"
+    )
+    assert all(in_partition in statement for statement in archive.statements)
+    assert archive.parameters == {
+        "version": ("int", 2),
+        "replaced_by": ("string", "run-2"),
+        "keep": ("int", 1),
+    }
