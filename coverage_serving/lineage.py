@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 # Inside the core a run is any scoring run (a Dagster run, an on-demand request); the tables
 # say which kind wrote them.
 RUN_ID_COLUMN = "dagster_run_id"
+VERSION_COLUMN = "model_version"  # what tells one version's predictions from another's
 LineageKind = Literal["string", "int", "timestamp"]
 _KINDS: dict[type, LineageKind] = {str: "string", int: "int", pd.Timestamp: "timestamp"}
 
@@ -49,7 +50,7 @@ class Lineage:
         """The columns that say which model version scored the rows."""
         return {
             "model_name": self.model_name,
-            "model_version": self.model_version,
+            VERSION_COLUMN: self.model_version,
             "model_alias": self.model_alias,
             "model_run_id": self.model_run_id,
         }

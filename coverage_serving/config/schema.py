@@ -9,10 +9,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from coverage_serving.lineage import LINEAGE_COLUMN_NAMES
 from coverage_serving.partition import MARKET_CODE
+from coverage_serving.warehouse.base import REPLACED_COLUMNS
 
-# Columns the platform adds to every prediction row; config columns may not reuse them.
+# Columns the platform adds to every prediction row, and to every row of its history; config
+# columns may not reuse them.
 PARTITION_COLUMNS = ("market", "month")
-RESERVED_COLUMNS = frozenset(PARTITION_COLUMNS + LINEAGE_COLUMN_NAMES)
+RESERVED_COLUMNS = frozenset(
+    PARTITION_COLUMNS + LINEAGE_COLUMN_NAMES + tuple(c.name for c in REPLACED_COLUMNS)
+)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
@@ -191,6 +195,13 @@ class PromotionGate(_Strict):
     max_abs_mean_shift: float | None = Field(default=None, ge=0)
 
 
+class HistoryConfig(_Strict):
+    """The rows a partition's rescoring replaces move to `<output_table>_history`."""
+
+    # Per partition, keep the rows of the last K versions replaced; null keeps every version.
+    keep_versions: int | None = Field(default=None, ge=1)
+
+
 class ModelConfig(_Strict):
     name: Identifier
     registered_model: RegistryName
@@ -211,6 +222,7 @@ class ModelConfig(_Strict):
     challenger: ChallengerConfig | None = None
     promotion_gate: PromotionGate | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
+    history: HistoryConfig = HistoryConfig()
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "ModelConfig":
@@ -220,7 +232,9 @@ class ModelConfig(_Strict):
             raise ValueError(f"columns used twice across keys/features/predictions: {repeated}")
         reserved = sorted(RESERVED_COLUMNS.intersection(named))
         if reserved:
-            raise ValueError(f"columns {reserved} are reserved for partition and lineage columns")
+            raise ValueError(
+                f"columns {reserved} are reserved for partition, lineage and history columns"
+            )
         nullable_keys = sorted(k for k, spec in self.keys.items() if spec.nullable)
         if nullable_keys:
             raise ValueError(f"key columns cannot be nullable: {nullable_keys}")
@@ -275,6 +289,10 @@ class ModelConfig(_Strict):
     @property
     def shadow_table(self) -> str:
         return f"{self.output_table}_shadow"
+
+    @property
+    def history_table(self) -> str:
+        return f"{self.output_table}_history"
 
 
 class ServingConfig(_Strict):

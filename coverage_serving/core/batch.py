@@ -38,6 +38,7 @@ from coverage_serving.core.scoring import score_valid_features
 from coverage_serving.core.tables import (
     PredictionTarget,
     features_table,
+    history_table,
     rejected_table,
     served_target,
     source_table,
@@ -49,11 +50,11 @@ from coverage_serving.core.unmatched import (
     unmatched_source_rows,
 )
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
-from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
+from coverage_serving.lineage import RUN_ID_COLUMN, VERSION_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
-from coverage_serving.warehouse.base import Staged
+from coverage_serving.warehouse.base import History, Staged
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 T = TypeVar("T")
@@ -175,8 +176,10 @@ def score_into_table(
     """Score the partition's feature snapshot and swap it into the prediction table `target`
     (by default the served one), profiling its features and predictions on the way and judging
     the profile against the previous month and the version's reference (`shipped_reference`:
-    its training profile per market, if it ships one). A shadow is not judged nor its profile
-    kept: the model's profiles describe the served table.
+    its training profile per market, if it ships one). The rows the served table's swap
+    replaces move to its history in the same transaction, unless they hold the version that
+    scores them now (a rerun). A shadow keeps no history and no profile: the model's history
+    and profiles describe the served table.
 
     The snapshot is checked against the input contract again unless `snapshot_checked` says
     it was written under the contract in force now: re-checking rows the features step
@@ -253,6 +256,9 @@ def score_into_table(
             constants=lineage.columns(),
             keys=model.key_columns,
             verify=verify,
+            history=None
+            if target.shadow
+            else History(history_table(model), VERSION_COLUMN, run_id, model.history.keep_versions),
         )
         if not target.shadow:
             profiles.write(

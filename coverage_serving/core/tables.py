@@ -1,12 +1,13 @@
 """The tables of a model, derived from its config: source, feature snapshot, predictions (and
-their challenger's shadow), the quarantine of rejected input rows and the partition profiles of
-monitoring."""
+their challenger's shadow), the history of replaced predictions, the quarantine of rejected
+input rows and the partition profiles of monitoring."""
 
 from dataclasses import dataclass, replace
 
 from coverage_serving.config import ColumnSpec, ModelConfig
 from coverage_serving.lineage import RUN_ID_COLUMN, lineage_columns
 from coverage_serving.warehouse import Column, TableSpec
+from coverage_serving.warehouse.base import history_of
 
 SOURCE_SCHEMA = "source"
 FEATURES_SCHEMA = "features"
@@ -40,6 +41,12 @@ def predictions_table(model: ModelConfig) -> TableSpec:
         model.output_table,
         _columns(model.keys) + PARTITION_COLUMNS + predictions + LINEAGE_COLUMNS,
     )
+
+
+def history_table(model: ModelConfig) -> TableSpec:
+    """Prediction rows that a rescoring with another version replaced: the prediction table's
+    columns, then when and by which run they were replaced."""
+    return history_of(predictions_table(model), model.history_table)
 
 
 def rejected_table(model: ModelConfig) -> TableSpec:

@@ -52,6 +52,30 @@ class TableSpec:
         )
 
 
+# The columns a history table adds to the columns of the table whose replaced rows it keeps.
+REPLACED_AT = "replaced_at"  # when the swap that replaced the row ran (its transaction)
+REPLACED_BY = "replaced_by_run_id"  # the run whose swap replaced it
+REPLACED_COLUMNS = (Column(REPLACED_AT, "timestamp"), Column(REPLACED_BY, "string"))
+
+
+def history_of(table: TableSpec, name: str) -> TableSpec:
+    """The table named `name` that keeps the rows replaced in `table`: its columns, then when
+    and by which run they were replaced."""
+    return TableSpec(table.schema, name, table.columns + REPLACED_COLUMNS)
+
+
+@dataclass(frozen=True)
+class History:
+    """Where a partition replace keeps the rows it replaces, in the same transaction."""
+
+    table: TableSpec  # history_of(the replaced table, ...)
+    # A constant of the replace (e.g. the model version): old rows that hold its new value are
+    # not kept, so a rerun with the same value does not fill history with copies.
+    version_column: str
+    replaced_by: str  # the run that replaces the rows
+    keep_versions: int | None = None  # per partition, the last K values replaced; None: all
+
+
 # A partition's rows: one frame, or chunks of it streamed one at a time.
 Rows = pd.DataFrame | Iterable[pd.DataFrame]
 
@@ -103,11 +127,13 @@ class Warehouse(Protocol):
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
+        history: History | None = None,
     ) -> int:
         """Stage `rows` (chunk by chunk; every column but the `constants`), let `verify` judge
         the staged whole (its duplicate `keys` included), then swap the partition's rows for
         them, with the constants, atomically: readers see old or new, never both. No rows is
-        refused unless `allow_empty`."""
+        refused unless `allow_empty`. With `history`, the replaced rows move to its table in
+        the same transaction."""
         ...
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:

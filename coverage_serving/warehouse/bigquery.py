@@ -20,6 +20,7 @@ from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
     Constants,
+    History,
     Rows,
     Staged,
     TableSpec,
@@ -33,6 +34,7 @@ from coverage_serving.warehouse.base import (
     require_columns,
     require_key_columns,
 )
+from coverage_serving.warehouse.history import Archive, Dialect, archive_for
 
 BQ_TYPES = {
     "string": "STRING",
@@ -89,6 +91,11 @@ class BigQueryWarehouse:
         self._connect = connect
         self.project = project
         self.dataset = dataset
+        self._dialect = Dialect(
+            table=lambda table: f"`{self.table_id(table)}`",
+            quote=lambda name: f"`{name}`",
+            parameter=lambda name: f"@{name}",
+        )
 
     def table_id(self, table: TableSpec) -> str:
         return f"{self.project}.{self.dataset}_{table.schema}.{table.name}"
@@ -137,11 +144,15 @@ class BigQueryWarehouse:
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
+        history: History | None = None,
     ) -> int:
         constants = constants or {}
         staged_table = table.without(constants)
+        archive = archive_for(self._dialect, table, constants, history) if history else Archive()
         with self._connect() as clients, _as_warehouse_errors(table, partition, "replacing"):
             target = self._create_if_missing(clients.rest, table)
+            if history:
+                self._create_if_missing(clients.rest, history.table)
             staging = self._create_staging(clients.rest, staged_table)
             try:
                 for chunk in chunks_of(rows):
@@ -149,7 +160,16 @@ class BigQueryWarehouse:
                     self._stage(clients.rest, staged_table, staging, chunk)
                 staged = self._summarise(clients.rest, staging, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(clients.rest, target, staging, table, staged_table, partition, constants)
+                self._swap(
+                    clients.rest,
+                    target,
+                    staging,
+                    table,
+                    staged_table,
+                    partition,
+                    constants,
+                    archive,
+                )
             finally:
                 clients.rest.delete_table(staging, not_found_ok=True)
         return staged.rows
@@ -251,10 +271,11 @@ class BigQueryWarehouse:
         staged_table: TableSpec,
         partition: Partition,
         constants: Constants,
+        archive: Archive,
     ) -> None:
-        """Delete the partition's rows and insert the staged ones, with the constants, in one
-        transaction: readers see the old rows or the new rows. A failed statement rolls the
-        whole script back."""
+        """Keep the replaced rows as `archive` says, delete the partition's rows and insert the
+        staged ones, with the constants, in one transaction: readers see the old rows or the
+        new rows. A failed statement rolls the whole script back."""
         job_config = partition_parameters(partition)
         job_config.query_parameters = [
             *job_config.query_parameters,
@@ -262,9 +283,15 @@ class BigQueryWarehouse:
                 bigquery.ScalarQueryParameter(f"constant_{i}", BQ_TYPES[table.kind(name)], value)
                 for i, (name, value) in enumerate(constants.items())
             ),
+            *(
+                bigquery.ScalarQueryParameter(name, BQ_TYPES[kind], value)
+                for name, (kind, value) in archive.parameters.items()
+            ),
         ]
         client.query(
-            replace_partition_sql(target, staging, staged_table.column_names, list(constants)),
+            replace_partition_sql(
+                target, staging, staged_table.column_names, list(constants), archive.statements
+            ),
             job_config=job_config,
         ).result()
 
@@ -372,18 +399,23 @@ def unmatched_markets_sql(table_id: str) -> str:
 
 
 def replace_partition_sql(
-    target: str, staging: str, staged: Sequence[str], constants: Sequence[str] = ()
+    target: str,
+    staging: str,
+    staged: Sequence[str],
+    constants: Sequence[str] = (),
+    before: Sequence[str] = (),
 ) -> str:
     # @month is bound as a DATE: BigQuery rejects a DATE compared with a timestamp literal
     # (dagster#13147), which the emulator would accept, so the unit tests pin this text.
-    # Constant i is the query parameter @constant_i.
+    # Constant i is the query parameter @constant_i. `before` runs first, in the transaction.
     names = ", ".join(f"`{c}`" for c in [*staged, *constants])
     values = ", ".join(
         [*(f"`{c}`" for c in staged), *(f"@constant_{i}" for i in range(len(constants)))]
     )
     return (
         "BEGIN TRANSACTION;\n"
-        f"DELETE FROM `{target}` WHERE market = @market AND month = @month;\n"
+        + "".join(f"{statement};\n" for statement in before)
+        + f"DELETE FROM `{target}` WHERE market = @market AND month = @month;\n"
         f"INSERT INTO `{target}` ({names}) SELECT {values} FROM `{staging}`;\n"
         "COMMIT TRANSACTION;"
     )

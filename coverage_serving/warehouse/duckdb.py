@@ -16,6 +16,7 @@ from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
     Constants,
+    History,
     Rows,
     Staged,
     TableSpec,
@@ -29,6 +30,7 @@ from coverage_serving.warehouse.base import (
     require_columns,
     require_key_columns,
 )
+from coverage_serving.warehouse.history import Archive, Dialect, archive_for
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -61,6 +63,9 @@ def _staging_prefix(table: TableSpec) -> str:
 
 def _in_staging(name: str) -> str:
     return f"{_quote(STAGING_SCHEMA)}.{_quote(name)}"
+
+
+DIALECT = Dialect(table=_table, quote=_quote, parameter=lambda name: f"${name}")
 
 
 class DuckDBWarehouse:
@@ -101,13 +106,17 @@ class DuckDBWarehouse:
         keys: Sequence[str] = (),
         verify: Verify | None = None,
         allow_empty: bool = False,
+        history: History | None = None,
     ) -> int:
         constants = constants or {}
         staged_table = table.without(constants)
+        archive = archive_for(DIALECT, table, constants, history) if history else Archive()
         with self._connect() as con:
             self._create_if_missing(con, table)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
             self._drop_leftover_staging(con, table)
+            if history:
+                self._create_if_missing(con, history.table)
             # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
             # have to fit in memory. Its name is unique; a crash leaves only this table behind.
             staging = _in_staging(f"{_staging_prefix(table)}{uuid.uuid4().hex[:12]}")
@@ -115,7 +124,7 @@ class DuckDBWarehouse:
             try:
                 staged = self._stage_all(con, staged_table, partition, staging, rows, keys)
                 check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(con, table, staged_table, partition, staging, constants)
+                self._swap(con, table, staged_table, partition, staging, constants, archive)
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
         return staged.rows
@@ -234,12 +243,15 @@ class DuckDBWarehouse:
         partition: Partition,
         staging: str,
         constants: Constants,
+        archive: Archive,
     ) -> None:
         staged = [_quote(c) for c in staged_table.column_names]
         values = [f"CAST(? AS {SQL_TYPES[table.kind(name)]})" for name in constants]
         names = ", ".join([*staged, *(_quote(name) for name in constants)])
         try:
             con.execute("BEGIN TRANSACTION")
+            for statement in archive.statements:
+                con.execute(statement, _parameters_of(statement, partition, archive))
             con.execute(
                 f"DELETE FROM {_table(table)} WHERE market = ? AND month = ?",
                 [partition.market, partition.month],
@@ -323,6 +335,14 @@ class DuckDBWarehouse:
         if not existing:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(table.schema)}")
             con.execute(f"CREATE TABLE IF NOT EXISTS {_table(table)} ({_ddl(table.columns)})")
+
+
+def _parameters_of(statement: str, partition: Partition, archive: Archive) -> dict[str, object]:
+    """The named parameters the statement uses: DuckDB refuses any other."""
+    values = {"market": partition.market, "month": partition.month} | {
+        name: value for name, (_, value) in archive.parameters.items()
+    }
+    return {name: values[name] for name in re.findall(r"\$(\w+)", statement)}
 
 
 def _ddl(columns: tuple[Column, ...]) -> str:

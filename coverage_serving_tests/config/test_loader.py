@@ -170,3 +170,34 @@ def test_unmatched_markets_is_warn_by_default_and_warn_or_fail(tmp_path: Path) -
     message = _error(tmp_path, lambda raw: raw["models"]["store"].update(unmatched_markets="skip"))
 
     assert "model 'store', field 'unmatched_markets': Input should be 'warn' or 'fail'" in message
+
+
+def test_history_keeps_everything_by_default_or_the_last_versions(tmp_path: Path) -> None:
+    assert load_serving_config(SMALL_CONFIG).models["store"].history.keep_versions is None
+    pruned = load_serving_config(
+        _write(tmp_path, lambda raw: raw["models"]["store"].update(history={"keep_versions": 2}))
+    )
+    assert pruned.models["store"].history.keep_versions == 2
+
+
+@pytest.mark.parametrize(
+    ("history", "complaint"),
+    [
+        ({"keep_versions": 0}, "field 'history.keep_versions': Input should be greater than"),
+        ({"keep_versions": "all"}, "field 'history.keep_versions': Input should be a valid"),
+        ({"keep": 3}, "field 'history.keep': unknown field"),
+    ],
+)
+def test_a_bad_history_setting_names_model_and_field(
+    tmp_path: Path, history: dict[str, object], complaint: str
+) -> None:
+    message = _error(tmp_path, lambda raw: raw["models"]["grid"].update(history=history))
+    assert f"model 'grid', {complaint}" in message
+
+
+def test_history_columns_are_reserved(tmp_path: Path) -> None:
+    message = _error(
+        tmp_path,
+        lambda raw: raw["models"]["store"]["features"].update({"replaced_at": {"type": "float"}}),
+    )
+    assert "columns ['replaced_at'] are reserved" in message

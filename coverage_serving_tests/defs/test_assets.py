@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from coverage_serving.config import ServingConfig
-from coverage_serving.core.tables import features_table, predictions_table
+from coverage_serving.core.tables import features_table, history_table, predictions_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import resources_for_deployment
 from coverage_serving.defs.assets import (
@@ -243,6 +243,30 @@ def test_a_rerun_replaces_the_partition(
     rows = warehouse.read_partition(predictions_table(small_config.models["store"]), PARTITION)
     assert len(rows) == SMALL_ROWS["stores"]
     assert set(rows["dagster_run_id"]) == {second.run_id} != {first.run_id}
+
+
+def test_rescoring_with_a_new_version_keeps_the_replaced_rows_in_history(
+    small_config: ServingConfig,
+    state: LocalState,
+    warehouse: DuckDBWarehouse,
+    materialize: Materialize,
+) -> None:
+    model = small_config.models["store"]
+    first = materialize("store")
+    scored_by_v1 = warehouse.read_partition(predictions_table(model), PARTITION)
+    register_version(model, state, Constant())
+
+    second, rerun = materialize("store"), materialize("store")
+
+    assert first.success and second.success and rerun.success
+    history = warehouse.read_partition(history_table(model), PARTITION)
+    pd.testing.assert_frame_equal(
+        history[scored_by_v1.columns.tolist()].sort_values("store_id", ignore_index=True),
+        scored_by_v1.sort_values("store_id", ignore_index=True),
+    )
+    assert set(history["replaced_by_run_id"]) == {second.run_id}
+    rows = warehouse.read_partition(predictions_table(model), PARTITION)
+    assert set(rows["model_version"]) == {2} and set(rows["dagster_run_id"]) == {rerun.run_id}
 
 
 def test_partitions_of_one_model_stay_separate(

@@ -2,10 +2,11 @@
 
 Run as `python -m coverage_serving_tests.warehouse.interrupted_write <phase> <marker>` with the
 warehouse selected by the environment (COVERAGE_SERVING_HOME for DuckDB, BIGQUERY_* for the
-emulator). It replaces JANUARY of the sample table with version-2 rows and, at `phase`, touches
-`marker` and sleeps: the parent kills it there.
+emulator). It replaces JANUARY of the sample table with version-2 rows, keeping the replaced
+rows in its history, and, at `phase`, touches `marker` and sleeps: the parent kills it there.
 
-Phases: `deleted` (DuckDB: inside the transaction, after the old rows were deleted),
+Phases: `deleted` (DuckDB: inside the transaction, after the replaced rows were copied to
+history and deleted from the table),
 `staged` (BigQuery: new rows loaded into the staging table, before the swap), `swapping`
 (BigQuery: the swap transaction sent, its result not yet awaited).
 """
@@ -21,7 +22,7 @@ from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving.warehouse.bigquery import BigQueryWarehouse
-from coverage_serving_tests.warehouse.sample import JANUARY, TABLE, rows
+from coverage_serving_tests.warehouse.sample import JANUARY, TABLE, replace_with_version
 
 NEW_ROWS = 50_000
 
@@ -32,7 +33,8 @@ def wait_to_be_killed(marker: Path) -> None:
 
 
 class PausingConnection:
-    """A DuckDB connection that stops right after its first DELETE."""
+    """A DuckDB connection that stops right after the DELETE from the sample table (the last
+    statement before the INSERT of the new rows)."""
 
     def __init__(self, connection: Any, marker: Path) -> None:
         self._connection = connection
@@ -40,7 +42,7 @@ class PausingConnection:
 
     def execute(self, sql: str, *args: Any) -> Any:
         result = self._connection.execute(sql, *args)
-        if sql.startswith("DELETE"):
+        if sql.startswith(f'DELETE FROM "{TABLE.schema}"."{TABLE.name}" '):
             wait_to_be_killed(self._marker)
         return result
 
@@ -85,7 +87,7 @@ def main(phase: str, marker: Path) -> None:
     else:
         assert isinstance(warehouse, BigQueryWarehouse)
         pausing_bigquery(warehouse, phase, marker)
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=NEW_ROWS, version=2))
+    replace_with_version(warehouse, JANUARY, 2, "killed-run", count=NEW_ROWS)
     raise SystemExit("the write finished: it was meant to be killed first")
 
 

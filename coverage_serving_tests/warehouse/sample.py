@@ -1,6 +1,7 @@
 """One sample table and its rows, shared by the tests of every warehouse."""
 
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from coverage_serving.core.compare import comparison_of, psi
 from coverage_serving.errors import WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, TableSpec, Warehouse
-from coverage_serving.warehouse.base import UnmatchedMarket
+from coverage_serving.warehouse.base import History, UnmatchedMarket, history_of
 
 TABLE = TableSpec(
     "serving",
@@ -26,6 +27,7 @@ TABLE = TableSpec(
         Column("scored_at", "timestamp"),
     ),
 )
+HISTORY = history_of(TABLE, "scores_history")
 JANUARY = Partition("IN", date(2026, 1, 1))
 FEBRUARY = Partition("IN", date(2026, 2, 1))
 
@@ -174,3 +176,108 @@ def check_comparison(warehouse: Warehouse) -> None:
     )
     assert found.psi == pytest.approx(psi(found.served_bins, found.challenger_bins))
     assert found.psi > 0.05  # shifted by 10% and +2: visibly apart
+
+
+def replace_with_version(
+    warehouse: Warehouse,
+    partition: Partition,
+    version: int,
+    run_id: str,
+    *,
+    count: int = 3,
+    keep_versions: int | None = None,
+) -> pd.DataFrame:
+    """Replace the partition with `count` rows of `version` (a constant), keeping the replaced
+    rows in HISTORY; the rows written."""
+    written = rows(partition, count=count, version=version)
+    warehouse.replace_partition(
+        TABLE,
+        partition,
+        written.drop(columns="version"),
+        constants={"version": version},
+        history=History(HISTORY, "version", run_id, keep_versions),
+    )
+    return written
+
+
+def held_in_history(warehouse: Warehouse, partition: Partition) -> list[tuple[int, str, int]]:
+    """The partition's history as (version, the run that replaced it, rows), one entry per
+    version and run, in order."""
+    held = warehouse.read_partition(HISTORY, partition)
+    counted = held.groupby(["version", "replaced_by_run_id"]).size()
+    return [(int(version), str(run), int(n)) for (version, run), n in counted.items()]
+
+
+def check_history_keeps_each_replaced_version_once(warehouse: Warehouse) -> None:
+    """Replacing v1 by v2 moves v1's rows to history exactly as they were, with when and by
+    which run; a rerun of v2 adds nothing; a rollback to v1 and a move to v3 keep each
+    replaced version once (its latest rows); other partitions are untouched."""
+    first = replace_with_version(warehouse, JANUARY, 1, "run-1")
+    replace_with_version(warehouse, FEBRUARY, 1, "run-1")
+    assert held_in_history(warehouse, JANUARY) == []
+
+    before = datetime.now(UTC)
+    replace_with_version(warehouse, JANUARY, 2, "run-2", count=2)
+    after = datetime.now(UTC)
+
+    held = warehouse.read_partition(HISTORY, JANUARY).sort_values("id", ignore_index=True)
+    pd.testing.assert_frame_equal(
+        held[TABLE.column_names], warehouse_frame(first), check_dtype=False
+    )
+    assert set(held["replaced_by_run_id"]) == {"run-2"}
+    assert held["replaced_at"].between(before, after).all()
+    assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {2}
+
+    replace_with_version(warehouse, JANUARY, 2, "run-3")
+    assert held_in_history(warehouse, JANUARY) == [(1, "run-2", 3)]
+
+    replace_with_version(warehouse, JANUARY, 1, "run-4", count=4)
+    replace_with_version(warehouse, JANUARY, 3, "run-5")
+    assert held_in_history(warehouse, JANUARY) == [(1, "run-5", 4), (2, "run-4", 3)]
+    assert held_in_history(warehouse, FEBRUARY) == []
+
+
+def check_history_is_pruned_to_the_last_versions(warehouse: Warehouse) -> None:
+    """With keep_versions=1, three versions over one partition leave only the latest replaced
+    version in its history; another partition keeps its own."""
+    for version in (1, 2, 3):
+        replace_with_version(warehouse, JANUARY, version, f"run-{version}", keep_versions=1)
+        replace_with_version(warehouse, FEBRUARY, version, f"run-{version}")
+
+    assert held_in_history(warehouse, JANUARY) == [(2, "run-3", 3)]
+    assert held_in_history(warehouse, FEBRUARY) == [(1, "run-2", 3), (2, "run-3", 3)]
+
+
+def check_a_failed_swap_keeps_table_and_history(
+    warehouse: Warehouse, replace_failing_in_the_swap: Callable[[], object]
+) -> None:
+    """A swap that fails after its history statements ran leaves the table and its history
+    exactly as they were."""
+    replace_with_version(warehouse, JANUARY, 1, "run-1")
+    replace_with_version(warehouse, JANUARY, 2, "run-2")
+    table, history = (warehouse.read_partition(t, JANUARY) for t in (TABLE, HISTORY))
+
+    with pytest.raises(WarehouseError, match="old rows kept"):
+        replace_failing_in_the_swap()
+
+    pd.testing.assert_frame_equal(warehouse.read_partition(TABLE, JANUARY), table)
+    pd.testing.assert_frame_equal(warehouse.read_partition(HISTORY, JANUARY), history)
+
+
+def check_history_needs_the_new_version(warehouse: Warehouse) -> None:
+    """A history whose version column is not a constant of the replace is refused before
+    anything is written, naming the table and the column."""
+    replace_with_version(warehouse, JANUARY, 1, "run-1")
+
+    with pytest.raises(WarehouseError, match=r"serving\.scores needs a value of 'version'"):
+        warehouse.replace_partition(
+            TABLE, JANUARY, rows(JANUARY, version=2), history=History(HISTORY, "version", "run-2")
+        )
+
+    assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {1}
+    assert held_in_history(warehouse, JANUARY) == []
+
+
+def warehouse_frame(written: pd.DataFrame) -> pd.DataFrame:
+    """Rows as a warehouse reads them back: DATE as datetime64[us], TIMESTAMP in UTC."""
+    return written.astype({"month": "datetime64[us]", "scored_at": "datetime64[us, UTC]"})

@@ -2,7 +2,7 @@
 SQL it sends, pinned: the emulator accepts DATE comparisons that BigQuery rejects."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +15,7 @@ from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.demo.emulator import Emulator
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.settings import LocalState
+from coverage_serving.warehouse.base import History
 from coverage_serving.warehouse.bigquery import (
     BigQueryClients,
     BigQueryWarehouse,
@@ -24,16 +25,23 @@ from coverage_serving.warehouse.bigquery import (
     replace_partition_sql,
     select_partition_sql,
 )
+from coverage_serving.warehouse.history import archive_for
 from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
+    HISTORY,
     JANUARY,
     TABLE,
+    check_a_failed_swap_keeps_table_and_history,
     check_comparison,
     check_constants,
     check_distinct_values,
+    check_history_is_pruned_to_the_last_versions,
+    check_history_keeps_each_replaced_version_once,
+    check_history_needs_the_new_version,
     check_latest_row,
     check_unmatched_markets,
     refusals_of_every_read,
+    replace_with_version,
     rows,
 )
 
@@ -131,18 +139,24 @@ def test_a_failure_between_staging_and_swap_keeps_the_old_rows(
     assert [t.table_id for t in rest_client.list_tables(dataset)] == [TABLE.name]
 
 
-def test_a_failing_swap_statement_rolls_back(
-    warehouse: BigQueryWarehouse, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=1))
-    # The DELETE runs, then the INSERT reads a table that is not there: the transaction must
-    # undo the DELETE.
+def insert_from_a_missing_staging_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the swap's INSERT read a staging table that is not there: every statement before
+    it runs."""
     monkeypatch.setattr(
         "coverage_serving.warehouse.bigquery.replace_partition_sql",
         lambda target, staging, *columns: replace_partition_sql(
             target, f"{staging}_gone", *columns
         ),
     )
+
+
+def test_a_failing_swap_statement_rolls_back(
+    warehouse: BigQueryWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=1))
+    # The DELETE runs, then the INSERT reads a table that is not there: the transaction must
+    # undo the DELETE.
+    insert_from_a_missing_staging_table(monkeypatch)
 
     with pytest.raises(WarehouseError, match="old rows kept"):
         warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, version=2))
@@ -264,3 +278,74 @@ def test_a_column_in_another_case_and_a_timestamp_month_are_named(
 
 def test_a_comparison_of_two_tables_equals_a_hand_computation(warehouse: BigQueryWarehouse) -> None:
     check_comparison(warehouse)
+
+
+def test_history_keeps_each_replaced_version_once(warehouse: BigQueryWarehouse) -> None:
+    check_history_keeps_each_replaced_version_once(warehouse)
+
+
+def test_history_is_pruned_to_the_last_versions(warehouse: BigQueryWarehouse) -> None:
+    check_history_is_pruned_to_the_last_versions(warehouse)
+
+
+def test_a_failed_swap_keeps_table_and_history(
+    warehouse: BigQueryWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def replace_failing_in_the_swap() -> None:
+        # The history statements and the DELETE run, then the INSERT fails: the transaction
+        # must undo all of them.
+        with monkeypatch.context() as failing:
+            insert_from_a_missing_staging_table(failing)
+            replace_with_version(warehouse, JANUARY, 3, "run-3")
+
+    check_a_failed_swap_keeps_table_and_history(warehouse, replace_failing_in_the_swap)
+
+
+def test_history_needs_the_new_version(warehouse: BigQueryWarehouse) -> None:
+    check_history_needs_the_new_version(warehouse)
+
+
+def test_the_history_table_is_partitioned_and_clustered_like_the_table(
+    warehouse: BigQueryWarehouse, rest_client: bigquery.Client
+) -> None:
+    replace_with_version(warehouse, JANUARY, 1, "run-1")
+
+    table = rest_client.get_table(warehouse.table_id(HISTORY))
+
+    assert [(f.name, f.field_type) for f in table.schema][-2:] == [
+        ("replaced_at", "TIMESTAMP"),
+        ("replaced_by_run_id", "STRING"),
+    ]
+    assert [f.name for f in table.schema][:-2] == TABLE.column_names
+    assert (table.time_partitioning.type_, table.time_partitioning.field) == ("MONTH", "month")
+    assert table.clustering_fields == ["market"]
+
+
+def test_history_statements_run_first_in_the_swap_transaction() -> None:
+    sql = replace_partition_sql("p.d.t", "p.d.s", ["id"], ["version"], ["DELETE a", "INSERT b"])
+    assert sql.startswith("BEGIN TRANSACTION;\nDELETE a;\nINSERT b;\nDELETE FROM `p.d.t` ")
+    assert sql.endswith("COMMIT TRANSACTION;")
+
+
+def test_history_statements_bind_partition_version_and_run() -> None:
+    def unreachable() -> AbstractContextManager[BigQueryClients]:
+        raise AssertionError("building the statements sends no query")
+
+    warehouse = BigQueryWarehouse(unreachable, "p", "d")
+    history = History(HISTORY, "version", "run-2", keep_versions=1)
+
+    archive = archive_for(warehouse._dialect, TABLE, {"version": 2}, history)
+
+    columns = ", ".join(f"`{c}`" for c in TABLE.column_names)
+    in_partition = "market = @market AND month = @month"
+    assert archive.statements[1] == (
+        f"INSERT INTO `p.d_serving.scores_history` ({columns}, `replaced_at`, "
+        f"`replaced_by_run_id`) SELECT {columns}, CURRENT_TIMESTAMP, @replaced_by "
+        f"FROM `p.d_serving.scores` WHERE {in_partition} AND `version` <> @version"
+    )
+    assert all(in_partition in statement for statement in archive.statements)
+    assert archive.parameters == {
+        "version": ("int", 2),
+        "replaced_by": ("string", "run-2"),
+        "keep": ("int", 1),
+    }

@@ -11,17 +11,23 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Column, DuckDBWarehouse, TableSpec
-from coverage_serving.warehouse.base import UnmatchedMarket
+from coverage_serving.warehouse.base import History, UnmatchedMarket
 from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
+    HISTORY,
     JANUARY,
     TABLE,
+    check_a_failed_swap_keeps_table_and_history,
     check_comparison,
     check_constants,
     check_distinct_values,
+    check_history_is_pruned_to_the_last_versions,
+    check_history_keeps_each_replaced_version_once,
+    check_history_needs_the_new_version,
     check_latest_row,
     check_unmatched_markets,
     refusals_of_every_read,
+    replace_with_version,
     rows,
 )
 from coverage_serving_tests.warehouse.staging import duckdb_staging
@@ -255,3 +261,61 @@ def test_a_null_market_is_unmatched(warehouse: DuckDBWarehouse, database: Path) 
 
 def test_a_comparison_of_two_tables_equals_a_hand_computation(warehouse: DuckDBWarehouse) -> None:
     check_comparison(warehouse)
+
+
+def test_history_keeps_each_replaced_version_once(warehouse: DuckDBWarehouse) -> None:
+    check_history_keeps_each_replaced_version_once(warehouse)
+
+
+def test_history_is_pruned_to_the_last_versions(warehouse: DuckDBWarehouse) -> None:
+    check_history_is_pruned_to_the_last_versions(warehouse)
+
+
+def test_a_failed_swap_keeps_table_and_history(warehouse: DuckDBWarehouse) -> None:
+    # The INSERT of the new rows fails on a constant that is no timestamp: after the history
+    # statements and the DELETE ran in the transaction.
+    constants = {"version": 3, "scored_at": "not a time"}
+    check_a_failed_swap_keeps_table_and_history(
+        warehouse,
+        lambda: warehouse.replace_partition(
+            TABLE,
+            JANUARY,
+            rows(JANUARY).drop(columns=list(constants)),
+            constants=constants,
+            history=History(HISTORY, "version", "run-3"),
+        ),
+    )
+
+
+def test_history_needs_the_new_version(warehouse: DuckDBWarehouse) -> None:
+    check_history_needs_the_new_version(warehouse)
+
+
+def test_the_history_table_is_the_table_plus_when_and_by_whom(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    check_history_keeps_each_replaced_version_once(warehouse)
+
+    columns = sql(
+        database,
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'serving' AND table_name = 'scores_history' "
+        "ORDER BY ordinal_position",
+    )
+    assert columns[-2:] == [
+        ("replaced_at", "TIMESTAMP WITH TIME ZONE"),
+        ("replaced_by_run_id", "VARCHAR"),
+    ]
+    assert [name for name, _ in columns[:-2]] == TABLE.column_names
+
+
+def test_a_history_table_whose_columns_drifted_is_not_written(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    replace_with_version(warehouse, JANUARY, 1, "run-1")
+    alter(database, "ALTER TABLE serving.scores_history DROP COLUMN replaced_by_run_id")
+
+    with pytest.raises(WarehouseError, match=r"serving\.scores_history has columns .* migrate"):
+        replace_with_version(warehouse, JANUARY, 2, "run-2")
+
+    assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {1}

@@ -1,6 +1,6 @@
-"""A process killed with SIGKILL in the middle of a partition replace leaves the old rows, and
-the staging it leaves behind is never read: on a real DuckDB file (the next write of the table
-drops it) and on the BigQuery emulator (it expires)."""
+"""A process killed with SIGKILL in the middle of a partition replace leaves the old rows and
+the history as they were, and the staging it leaves behind is never read: on a real DuckDB file
+(the next write of the table drops it) and on the BigQuery emulator (it expires)."""
 
 import os
 import signal
@@ -18,7 +18,14 @@ from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
 from coverage_serving.warehouse.bigquery import STAGING_LIFETIME, BigQueryWarehouse
 from coverage_serving_tests.warehouse.interrupted_write import NEW_ROWS
-from coverage_serving_tests.warehouse.sample import FEBRUARY, JANUARY, TABLE, rows
+from coverage_serving_tests.warehouse.sample import (
+    FEBRUARY,
+    JANUARY,
+    TABLE,
+    held_in_history,
+    replace_with_version,
+    rows,
+)
 from coverage_serving_tests.warehouse.staging import bigquery_staging, duckdb_staging
 
 pytestmark = pytest.mark.integration
@@ -48,15 +55,21 @@ def kill_during_replace(phase: str, home: Path, tmp_path: Path) -> None:
     assert child.wait(timeout=30) == -signal.SIGKILL
 
 
+# Each partition held version 0, then version 1: its history holds version 0.
+OLD_HISTORY = [(0, "run-1", OLD_ROWS)]
+
+
 def write_old_rows(warehouse: Warehouse) -> None:
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=OLD_ROWS, version=1))
-    warehouse.replace_partition(TABLE, FEBRUARY, rows(FEBRUARY, count=OLD_ROWS, version=1))
+    for partition in (JANUARY, FEBRUARY):
+        replace_with_version(warehouse, partition, 0, "run-0", count=OLD_ROWS)
+        replace_with_version(warehouse, partition, 1, "run-1", count=OLD_ROWS)
 
 
 def assert_old_rows_intact(warehouse: Warehouse) -> None:
     for partition in (JANUARY, FEBRUARY):
         kept = warehouse.read_partition(TABLE, partition)
         assert len(kept) == OLD_ROWS and set(kept["version"]) == {1}, partition
+        assert held_in_history(warehouse, partition) == OLD_HISTORY, partition
 
 
 def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
@@ -69,9 +82,10 @@ def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
 
     assert_old_rows_intact(warehouse)  # DuckDB's WAL recovery drops the open transaction
     assert list(duckdb_staging(state.warehouse_path).values()) == [NEW_ROWS]  # left behind
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=5, version=3))
+    replace_with_version(warehouse, JANUARY, 3, "run-3", count=5)  # and the file stays writable
     january = warehouse.read_partition(TABLE, JANUARY)
-    assert len(january) == 5 and set(january["version"]) == {3}  # the file stays writable
+    assert len(january) == 5 and set(january["version"]) == {3}
+    assert held_in_history(warehouse, JANUARY) == [*OLD_HISTORY, (1, "run-3", OLD_ROWS)]
     assert duckdb_staging(state.warehouse_path) == {}  # the next write dropped it, unread
 
 
@@ -107,7 +121,12 @@ def test_a_bigquery_replace_killed_during_the_swap_leaves_old_or_new_rows(
 
     # The transaction was sent: it commits or not as a whole, with or without its client.
     january = warehouse.read_partition(TABLE, JANUARY)
-    assert (len(january), set(january["version"])) in [(OLD_ROWS, {1}), (NEW_ROWS, {2})]
+    history = held_in_history(warehouse, JANUARY)
+    assert (len(january), set(january["version"]), history) in [
+        (OLD_ROWS, {1}, OLD_HISTORY),
+        (NEW_ROWS, {2}, [*OLD_HISTORY, (1, "killed-run", OLD_ROWS)]),
+    ]
     assert january["id"].is_unique
     february = warehouse.read_partition(TABLE, FEBRUARY)
     assert len(february) == OLD_ROWS and set(february["version"]) == {1}
+    assert held_in_history(warehouse, FEBRUARY) == OLD_HISTORY
