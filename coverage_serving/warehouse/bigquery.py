@@ -30,11 +30,12 @@ from coverage_serving.warehouse.base import (
     check_rows_fit_partition,
     check_staged,
     chunks_of,
-    comparison_sql,
     require_columns,
     require_key_columns,
 )
-from coverage_serving.warehouse.history import Archive, Dialect, archive_for
+from coverage_serving.warehouse.comparison import comparison_sql
+from coverage_serving.warehouse.dialect import Dialect
+from coverage_serving.warehouse.history import Archive, archive_for
 
 BQ_TYPES = {
     "string": "STRING",
@@ -233,14 +234,7 @@ class BigQueryWarehouse:
         keys: Sequence[str],
         column: str,
     ) -> dict[str, Any]:
-        sql = comparison_sql(
-            f"`{self.table_id(served)}`",
-            f"`{self.table_id(challenger)}`",
-            keys,
-            column,
-            lambda name: f"`{name}`",
-            lambda name: f"@{name}",
-        )
+        sql = comparison_sql(self._dialect, served, challenger, keys, column)
         with self._connect() as clients, _as_warehouse_errors(challenger, partition, "comparing"):
             self._require_columns(clients.rest, served)
             self._require_columns(clients.rest, challenger)

@@ -26,11 +26,12 @@ from coverage_serving.warehouse.base import (
     check_rows_fit_partition,
     check_staged,
     chunks_of,
-    comparison_sql,
     require_columns,
     require_key_columns,
 )
-from coverage_serving.warehouse.history import Archive, Dialect, archive_for
+from coverage_serving.warehouse.comparison import comparison_sql
+from coverage_serving.warehouse.dialect import Dialect
+from coverage_serving.warehouse.history import Archive, archive_for
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -303,9 +304,7 @@ class DuckDBWarehouse:
         keys: Sequence[str],
         column: str,
     ) -> dict[str, Any]:
-        sql = comparison_sql(
-            _table(served), _table(challenger), keys, column, _quote, lambda name: f"${name}"
-        )
+        sql = comparison_sql(DIALECT, served, challenger, keys, column)
         with self._connect() as con:
             self._require_columns(con, served)
             self._require_columns(con, challenger)

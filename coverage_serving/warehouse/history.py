@@ -1,7 +1,7 @@
 """The statements that keep a partition's replaced rows in its history table, written once for
 both warehouses: they differ only in how a name is quoted and a parameter named."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from coverage_serving.errors import WarehouseError
@@ -13,13 +13,7 @@ from coverage_serving.warehouse.base import (
     History,
     TableSpec,
 )
-
-
-@dataclass(frozen=True)
-class Dialect:
-    table: Callable[[TableSpec], str]  # a table as the warehouse's SQL names it
-    quote: Callable[[str], str]  # a column name, quoted
-    parameter: Callable[[str], str]  # how a statement refers to a named query parameter
+from coverage_serving.warehouse.dialect import Dialect
 
 
 @dataclass(frozen=True)
