@@ -75,21 +75,23 @@ def draw_heat_map(
                 row = model.feature_columns.index(drift.column)
                 ratios[row, col] = drift.value / thresholds(model, drift.metric).warn
                 labels[row, col] = f"{drift.value:.2f}"
-    figure = Figure(figsize=(max(6.0, 1.0 + 0.8 * len(profiles)), 1.6 + 0.45 * len(ratios)))
+    figure = Figure(
+        figsize=(max(7.0, 4.0 + 0.8 * len(profiles)), 2.0 + 0.45 * len(ratios)),
+        layout="constrained",
+    )
     axes = figure.add_subplot()
     error = max(
         model.monitoring.psi.error / model.monitoring.psi.warn,
         model.monitoring.category_distance.error / model.monitoring.category_distance.warn,
     )
+    top = max(error, float(np.nanmax(ratios, initial=0.0)))
     image = axes.imshow(
-        np.ma.masked_invalid(ratios),
-        cmap="YlOrRd",
-        vmin=0.0,
-        vmax=max(error, float(np.nanmax(ratios, initial=0.0))),
-        aspect="auto",
+        np.ma.masked_invalid(ratios), cmap="YlOrRd", vmin=0.0, vmax=top, aspect="auto"
     )
     for (row, col), text in np.ndenumerate(labels):
-        axes.text(col, row, text, ha="center", va="center", fontsize=8)
+        dark = ratios[row, col] > 0.6 * top  # NaN compares False
+        color = "white" if dark else "black"
+        axes.text(col, row, text, ha="center", va="center", fontsize=8, color=color)
     axes.set_xticks(range(len(profiles)), [f"{s.partition.month:%Y-%m}" for s in profiles])
     axes.set_yticks(range(len(model.feature_columns)), model.feature_columns)
     axes.tick_params(axis="x", labelrotation=45)
@@ -97,7 +99,6 @@ def draw_heat_map(
     axes.set_ylabel("feature")
     axes.set_title(f"{model.name}: feature drift from reference, market {market}")
     figure.colorbar(image, ax=axes, label="drift / warn threshold (1 = warn)")
-    figure.tight_layout()
     return _save(figure, directory / f"heat_map_{market}.png")
 
 
@@ -106,7 +107,7 @@ def draw_distribution(
 ) -> Path:
     """The shares of the partition's predictions in each bin beside its reference's."""
     columns = model.prediction_columns
-    figure = Figure(figsize=(8.0, 3.2 * len(columns)))
+    figure = Figure(figsize=(8.0, 1.0 + 3.8 * len(columns)), layout="constrained")
     for index, column in enumerate(columns, start=1):
         axes = figure.add_subplot(len(columns), 1, index)
         current = stored.profile.columns[column]
@@ -123,7 +124,6 @@ def draw_distribution(
         axes.set_title(f"{model.name} {stored.partition} v{stored.model_version}: {column}")
         axes.legend(fontsize=8)
     figure.suptitle(f"reference: {reference.source}", fontsize=8)
-    figure.tight_layout()
     name = f"predictions_{stored.partition.market}_{stored.partition.month:%Y-%m}.png"
     return _save(figure, directory / name)
 
