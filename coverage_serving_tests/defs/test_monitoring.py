@@ -3,6 +3,7 @@ partition against a real DuckDB file and a real sqlite MLflow registry. The demo
 one feature in one partition (demo.data.SHIFTED_PARTITION): its check warns with the PSI
 computed here by hand; the other partitions pass."""
 
+import logging
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from coverage_serving.config.loader import CONFIG_ENV_VAR
 from coverage_serving.core.tables import features_table, predictions_table, profiles_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import build_definitions
+from coverage_serving.defs import assets
 from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.demo.data import SHIFTED_FEATURE, SHIFTED_PARTITION
 from coverage_serving.demo.models import _training_frame
@@ -197,3 +199,25 @@ def test_the_batch_run_holds_the_drift_plots_the_materialisations_link_to(
         data = (Path(folder) / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE), name
         assert len(data) > 10_000, name
+
+
+def test_a_plot_that_cannot_be_drawn_does_not_fail_the_run(
+    small_config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> list[Path]:
+        raise ValueError("no room on the canvas")
+
+    monkeypatch.setattr(assets, "draw_run_plots", broken)
+
+    result = score_every_partition(small_config, state, instance)
+
+    assert result.success
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING and "drift plots not logged" in entry.user_message
+    ]
+    assert len(warnings) == 1 and "no room on the canvas" in warnings[0], warnings
