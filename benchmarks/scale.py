@@ -44,10 +44,11 @@ def environment(home: Path) -> dict[str, str]:
     }
 
 
-def in_process(home: Path, *args: str) -> dict[str, Any]:
-    """Run this script's `args` subcommand in a fresh process; its last line is JSON."""
+def in_process(home: Path, *args: str, script: str = __file__) -> dict[str, Any]:
+    """Run the `args` subcommand of this script (or `script`) in a fresh process; its last line
+    is JSON."""
     done = subprocess.run(
-        [sys.executable, __file__, "--home", str(home), *args],
+        [sys.executable, script, "--home", str(home), *args],
         env=environment(home),
         capture_output=True,
         text=True,
@@ -375,15 +376,22 @@ def spark_run(home: Path, partition: str) -> dict[str, Any]:
     return {"seconds": seconds, "start_seconds": start_seconds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """Where a benchmark's state lives (--home, else $BENCH_HOME) and the subcommand a measured
+    run is (empty: the whole benchmark)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--home",
         type=Path,
         default=Path(os.environ.get("BENCH_HOME", "/tmp/coverage-serving-bench")),
     )
-    parser.add_argument("--spark", action="store_true")
     parser.add_argument("command", nargs="*")
+    return parser
+
+
+def main() -> None:
+    parser = bench_parser(__doc__.splitlines()[0])
+    parser.add_argument("--spark", action="store_true")
     args = parser.parse_args()
     home = args.home.resolve()
     if not args.command:

@@ -5,15 +5,14 @@ from collections.abc import Iterator
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.monitoring import ProfileStore, baselines, judge
-from coverage_serving.core.profile import Profile
-from coverage_serving.core.reference import shipped_reference
+from coverage_serving.core.reference import shipped_references
 from coverage_serving.registry import ModelRegistry
 
 
 def drift_summary(
     store: ProfileStore, registry: ModelRegistry, model: ModelConfig, market: str | None
 ) -> Iterator[str]:
-    shipped: dict[int, dict[str, Profile] | None] = {}
+    shipped = shipped_references(registry, model.registered_model)
     partitions = [
         p
         for p in store.warehouse.list_partitions(store.table)
@@ -30,10 +29,7 @@ def drift_summary(
         if stored is None:
             continue
         version = stored.model_version
-        if version not in shipped:
-            ref = registry.pinned(model.registered_model, version, alias=None)
-            shipped[version] = shipped_reference(registry.tracking_uri, ref)
-        found = baselines(store, partition, version, shipped[version])
+        found = baselines(store, partition, version, shipped(version))
         for outcome in judge(model, partition, stored.profile, found):
             result = outcome.severity or "pass"
             yield (

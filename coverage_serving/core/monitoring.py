@@ -217,7 +217,7 @@ def most_drifted(outcomes: list[Outcome]) -> list[tuple[str, Drift, float]]:
     return sorted(rows, key=lambda row: -row[2])
 
 
-def _thresholds(model: ModelConfig, metric: str) -> Thresholds:
+def thresholds(model: ModelConfig, metric: str) -> Thresholds:
     return model.monitoring.category_distance if metric == L_INFINITY else model.monitoring.psi
 
 
@@ -245,8 +245,8 @@ def _drift_outcome(
         )
         return Outcome(check, None, sentence, baseline=baseline)
     # The worst column: the highest value relative to its warn threshold.
-    worst = max(compared, key=lambda d: d.value / max(_thresholds(model, d.metric).warn, 1e-12))
-    limits = _thresholds(model, worst.metric)
+    worst = max(compared, key=lambda d: d.value / max(thresholds(model, d.metric).warn, 1e-12))
+    limits = thresholds(model, worst.metric)
     severity = _severity(worst.value, limits)
     threshold = limits.error if severity == Severity.ERROR else limits.warn
     relation = ">" if severity else "<="

@@ -10,8 +10,10 @@ models do. A market the file lacks, or a version without it, takes the first mon
 scored in that market as reference (core.monitoring).
 """
 
+import functools
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -20,7 +22,7 @@ import pandas as pd
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.profile import Profile, profile_of
 from coverage_serving.errors import ServingError
-from coverage_serving.registry import ModelVersionRef, redact, registry_client
+from coverage_serving.registry import ModelRegistry, ModelVersionRef, redact, registry_client
 
 REFERENCE_ARTIFACT = "monitoring/reference_profiles.json"
 
@@ -76,3 +78,18 @@ def shipped_reference(tracking_uri: str, ref: ModelVersionRef) -> dict[str, Prof
             return {market: Profile.from_dict(profile) for market, profile in by_market.items()}
         except Exception as err:
             raise ReferenceError(f"{where} cannot be read: {redact(str(err))}") from None
+
+
+ShippedReferences = Callable[[int], dict[str, Profile] | None]
+
+
+def shipped_references(registry: ModelRegistry, registered_model: str) -> ShippedReferences:
+    """The shipped reference of each version of `registered_model`, read once per version:
+    partitions of one market may have been scored by several versions."""
+
+    @functools.cache
+    def of(version: int) -> dict[str, Profile] | None:
+        ref = registry.pinned(registered_model, version, alias=None)
+        return shipped_reference(registry.tracking_uri, ref)
+
+    return of

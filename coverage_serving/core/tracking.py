@@ -8,8 +8,11 @@ backfills and sensors (which run outside our jobs) would leave runs RUNNING (FAC
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 
 from coverage_serving.core.batch import StepResult
 from coverage_serving.core.compare import PartitionComparison
@@ -36,11 +39,10 @@ class BatchRun:
     verdict: str | None = None  # the promotion gate's, when the model has one
 
 
-def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
-    """Log the finished batch run in MLflow; returns the MLflow run id. The run is terminated
-    (FINISHED, or FAILED when a partition failed) whatever happens while logging."""
-    client = registry_client(tracking_uri)
-    created = client.create_run(
+def start_batch_run(tracking_uri: str, run: BatchRun) -> str:
+    """Create the batch run in MLflow before its first partition, so each partition's
+    materialisation can link to it; returns the MLflow run id. `record_batch_run` ends it."""
+    created = registry_client(tracking_uri).create_run(
         experiment_id(tracking_uri, EXPERIMENT),
         start_time=int(run.started * 1000),
         run_name=f"{run.model} v{run.ref.version} {run.dagster_run_id[:8]}",
@@ -49,21 +51,52 @@ def record_batch_run(tracking_uri: str, run: BatchRun) -> str:
             "model_name": run.ref.name,
             "model_version": str(run.ref.version),
             "model_alias": run.ref.alias or "",
-            "partitions": _capped(json.dumps({p.key: r.rows for p, r in run.scored.items()})),
-            "failed_partitions": _capped(", ".join(p.key for p in run.failed)),
             "shadow": str(run.shadow).lower(),
         },
     )
-    run_id = created.info.run_id
+    return created.info.run_id
+
+
+def record_batch_run(tracking_uri: str, run: BatchRun, run_id: str | None = None) -> str:
+    """Log the finished batch run in MLflow, in the run `start_batch_run` created or a new one;
+    returns the MLflow run id. The run is terminated (FINISHED, or FAILED when a partition
+    failed) whatever happens while logging."""
+    client = registry_client(tracking_uri)
+    run_id = run_id or start_batch_run(tracking_uri, run)
     status = "FAILED"
     try:
-        client.log_batch(run_id, metrics=_metrics(run), params=_params(run))
+        tags = {
+            "partitions": _capped(json.dumps({p.key: r.rows for p, r in run.scored.items()})),
+            "failed_partitions": _capped(", ".join(p.key for p in run.failed)),
+        }
+        client.log_batch(
+            run_id,
+            metrics=_metrics(run),
+            params=_params(run),
+            tags=[RunTag(key, value) for key, value in tags.items()],
+        )
         for tag, value in _version_tags(run, run_id).items():
             client.set_model_version_tag(run.ref.name, str(run.ref.version), tag, value)
         status = "FAILED" if run.failed else "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
     return run_id
+
+
+def log_artifacts(tracking_uri: str, run_id: str, directory: Path, artifact_path: str) -> None:
+    registry_client(tracking_uri).log_artifacts(run_id, str(directory), artifact_path)
+
+
+def artifacts_location(tracking_uri: str, run_id: str) -> str:
+    """Where a person opens the run's artifacts: the run's Artifacts tab in the MLflow UI when
+    the tracking URI is a server, else the directory the artifacts are stored in."""
+    info = registry_client(tracking_uri).get_run(run_id).info
+    if tracking_uri.startswith(("http://", "https://")):
+        return (
+            f"{tracking_uri.rstrip('/')}/#/experiments/{info.experiment_id}/runs/{run_id}/artifacts"
+        )
+    uri = urlparse(info.artifact_uri)
+    return url2pathname(uri.path) if uri.scheme == "file" else info.artifact_uri
 
 
 def _version_tags(run: BatchRun, run_id: str) -> dict[str, str]:

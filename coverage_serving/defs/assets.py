@@ -1,9 +1,11 @@
 """One factory turns a model's config entry into its feature and prediction assets."""
 
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -20,8 +22,20 @@ from coverage_serving.core.contracts import (
     input_schema,
     output_schema,
 )
-from coverage_serving.core.monitoring import DriftBlocked, Outcome, Severity, most_drifted
-from coverage_serving.core.reference import REFERENCE_ARTIFACT, shipped_reference
+from coverage_serving.core.monitoring import (
+    DriftBlocked,
+    Outcome,
+    ProfileStore,
+    Severity,
+    most_drifted,
+)
+from coverage_serving.core.plots import MAX_DISTRIBUTIONS, draw_run_plots
+from coverage_serving.core.reference import (
+    REFERENCE_ARTIFACT,
+    ShippedReferences,
+    shipped_reference,
+    shipped_references,
+)
 from coverage_serving.core.served_version import Pin, load_served_model, served_version
 from coverage_serving.core.tables import (
     PredictionTarget,
@@ -30,7 +44,14 @@ from coverage_serving.core.tables import (
     rejected_table,
     served_target,
 )
-from coverage_serving.core.tracking import EXPERIMENT, BatchRun, record_batch_run
+from coverage_serving.core.tracking import (
+    EXPERIMENT,
+    BatchRun,
+    artifacts_location,
+    log_artifacts,
+    record_batch_run,
+    start_batch_run,
+)
 from coverage_serving.core.unmatched import ByMonth, UnmatchedMarketRows, summary, total_rows
 from coverage_serving.defs.checks import log_partition_check, partition_check_specs
 from coverage_serving.defs.comparison import compare_partition, comparison_spec, comparison_summary
@@ -47,6 +68,7 @@ SERVABLE_CHECK = "servable"
 REJECTED_CHECK = "rejected_rows"
 UNMATCHED_CHECK = "unmatched_markets"
 MOST_DRIFTED = 10  # rows of the materialisation's table of the most drifted columns
+PLOTS_ARTIFACTS = "drift"  # the batch run's folder of drift plots in MLflow
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -170,6 +192,7 @@ def build_predictions_asset(
             reference = shipped_reference(registry.tracking_uri, loaded.ref)
         batch = BatchRun(model.name, loaded.ref, context.run_id, shadow=target.shadow)
         store = warehouse.open()
+        run_id, plots_link = _start_tracking(context, registry.tracking_uri, batch, target)
 
         def score(partition: Partition) -> StepResult:
             checked = _written_under(context.instance, features_key, partition, input_contract)
@@ -193,18 +216,35 @@ def build_predictions_asset(
                 )
             context.log_event(
                 dg.AssetMaterialization(
-                    asset_key=key, partition=partition.key, metadata=_result_metadata(result)
+                    asset_key=key,
+                    partition=partition.key,
+                    metadata=_result_metadata(result) | plots_link,
                 )
             )
             _log_monitoring(context, key, partition, result.details["monitoring"])
+            batch.scored[partition] = result
             return result
 
-        outcome = _serve_each(partitions, score)
-        batch.scored, batch.failed = outcome.done, list(outcome.failed)
+        try:
+            outcome = _serve_each(partitions, score)
+            if target.shadow and model.promotion_gate:
+                batch.verdict = verdict(batch.compared)
+        finally:
+            # Recorded however the loop ends, so the MLflow run it started is not left RUNNING.
+            batch.failed = [partition for partition in partitions if partition not in batch.scored]
+            run_id = _track(context, registry.tracking_uri, batch, run_id)
         if target.shadow:
-            batch.verdict = verdict(batch.compared) if model.promotion_gate else None
             yield comparison_summary(key, batch.compared)
-        _track(context, registry.tracking_uri, batch)
+        elif run_id is not None:
+            references = shipped_references(registry.open(), model.registered_model)
+            _log_plots(
+                context,
+                registry.tracking_uri,
+                run_id,
+                ProfileStore(store, model),
+                batch,
+                references,
+            )
         yield from _report(OUTPUT_CHECK, outcome)
 
     return predictions
@@ -410,13 +450,56 @@ def _drift_table(rows: list[tuple[str, Any, float]]) -> dg.TableMetadataValue:
     )
 
 
-def _track(context: dg.AssetExecutionContext, tracking_uri: str, batch: BatchRun) -> None:
+def _start_tracking(
+    context: dg.AssetExecutionContext, tracking_uri: str, batch: BatchRun, target: PredictionTarget
+) -> tuple[str | None, dict[str, Any]]:
+    """The MLflow run the batch is recorded in, and the link to its drift plots that each
+    served partition's materialisation carries (a shadow is not profiled: no plots)."""
     try:
-        run_id = record_batch_run(tracking_uri, batch)
+        run_id = start_batch_run(tracking_uri, batch)
+        location = artifacts_location(tracking_uri, run_id)
+    except Exception as err:  # the record is tried again at the end; scoring goes on
+        context.log.warning(f"batch run not started in MLflow: {redact(str(err))}")
+        return None, {}
+    if target.shadow:
+        return run_id, {}
+    if location.startswith(("http://", "https://")):
+        return run_id, {"drift_plots": dg.MetadataValue.url(location)}
+    return run_id, {"drift_plots": dg.MetadataValue.path(str(Path(location) / PLOTS_ARTIFACTS))}
+
+
+def _track(
+    context: dg.AssetExecutionContext, tracking_uri: str, batch: BatchRun, run_id: str | None
+) -> str | None:
+    try:
+        run_id = record_batch_run(tracking_uri, batch, run_id)
     except Exception as err:  # the tables are right; a lost record must not fail the run
         context.log.warning(f"batch run not recorded in MLflow: {redact(str(err))}")
-        return
+        return None
     context.log.info(f"recorded as MLflow run {run_id} in experiment {EXPERIMENT!r}")
+    return run_id
+
+
+def _log_plots(
+    context: dg.AssetExecutionContext,
+    tracking_uri: str,
+    run_id: str,
+    profiles: ProfileStore,
+    batch: BatchRun,
+    references: ShippedReferences,
+) -> None:
+    """Draw the run's drift plots (core.plots) into its MLflow run, under PLOTS_ARTIFACTS."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="coverage-serving-plots-") as scratch:
+            drawn = draw_run_plots(profiles, batch.scored, references, Path(scratch))
+            log_artifacts(tracking_uri, run_id, Path(scratch), PLOTS_ARTIFACTS)
+    except Exception as err:  # a picture of the drift must not fail a run whose tables are right
+        context.log.warning(f"drift plots not logged to MLflow run {run_id}: {redact(str(err))}")
+        return
+    context.log.info(
+        f"{len(drawn)} drift plots logged to MLflow run {run_id} under {PLOTS_ARTIFACTS!r} "
+        f"(one heat map per market, a distribution for at most {MAX_DISTRIBUTIONS} partitions)"
+    )
 
 
 @dataclass

@@ -3,9 +3,12 @@ partition against a real DuckDB file and a real sqlite MLflow registry. The demo
 one feature in one partition (demo.data.SHIFTED_PARTITION): its check warns with the PSI
 computed here by hand; the other partitions pass."""
 
+import logging
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +17,9 @@ from coverage_serving import cli
 from coverage_serving.config import MonitoringConfig, ServingConfig
 from coverage_serving.config.loader import CONFIG_ENV_VAR
 from coverage_serving.core.tables import features_table, predictions_table, profiles_table
+from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import build_definitions
+from coverage_serving.defs import assets
 from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.demo.data import SHIFTED_FEATURE, SHIFTED_PARTITION
 from coverage_serving.demo.models import _training_frame
@@ -27,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 SHIFTED = Partition(*SHIFTED_PARTITION)
 PREVIOUS = Partition(SHIFTED.market, date(2026, 1, 1))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 
@@ -156,3 +162,62 @@ def test_a_blocking_check_keeps_the_old_rows(
     assert PREVIOUS in warehouse.list_partitions(predictions_table(strict))
     blocked = evaluations(result, "feature_drift_previous_month")[SHIFTED.key]
     assert blocked.severity == dg.AssetCheckSeverity.ERROR and not blocked.passed
+
+
+def test_the_batch_run_holds_the_drift_plots_the_materialisations_link_to(
+    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> None:
+    result = score_every_partition(small_config, state, instance)
+
+    assert result.success
+    client = mlflow.MlflowClient(state.tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    [run] = client.search_runs(
+        [experiment.experiment_id], f"tags.{DAGSTER_RUN_TAG} = '{result.run_id}'"
+    )
+    assert run.info.status == "FINISHED"
+    # One heat map per market of the run, one prediction distribution per partition.
+    logged = sorted(
+        Path(item.path).name for item in client.list_artifacts(run.info.run_id, "drift")
+    )
+    assert logged == [
+        "heat_map_ID.png",
+        "heat_map_IN.png",
+        "predictions_ID_2026-01.png",
+        "predictions_ID_2026-02.png",
+        "predictions_IN_2026-01.png",
+        "predictions_IN_2026-02.png",
+    ]
+    # Each materialisation links to the folder the plots are in, where each is a real PNG.
+    linked = {
+        m.metadata["drift_plots"].value
+        for m in result.asset_materializations_for_node("store_predictions")
+    }
+    [folder] = linked
+    for name in logged:
+        data = (Path(folder) / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE), name
+        assert len(data) > 10_000, name
+
+
+def test_a_plot_that_cannot_be_drawn_does_not_fail_the_run(
+    small_config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> list[Path]:
+        raise ValueError("no room on the canvas")
+
+    monkeypatch.setattr(assets, "draw_run_plots", broken)
+
+    result = score_every_partition(small_config, state, instance)
+
+    assert result.success
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING and "drift plots not logged" in entry.user_message
+    ]
+    assert len(warnings) == 1 and "no room on the canvas" in warnings[0], warnings
