@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from coverage_serving.config import ModelConfig
+from coverage_serving.core.compare import PartitionComparison
 from coverage_serving.core.drift import column_drift
 from coverage_serving.core.monitoring import (
     ProfileStore,
@@ -126,6 +127,39 @@ def draw_distribution(
     figure.suptitle(f"reference: {reference.source}", fontsize=8)
     name = f"predictions_{stored.partition.market}_{stored.partition.month:%Y-%m}.png"
     return _save(figure, directory / name)
+
+
+def draw_comparisons(
+    model: ModelConfig, compared: dict[Partition, PartitionComparison], directory: Path
+) -> list[Path]:
+    """Per shadow partition (the first MAX_DISTRIBUTIONS), the challenger's predictions beside
+    the served ones, as shares of the served predictions' deciles; the files written."""
+    written = []
+    for partition in sorted(compared)[:MAX_DISTRIBUTIONS]:
+        columns = compared[partition].columns
+        if not columns:
+            continue
+        figure = Figure(figsize=(8.0, 1.0 + 3.4 * len(columns)), layout="constrained")
+        for index, (column, comparison) in enumerate(columns.items(), start=1):
+            axes = figure.add_subplot(len(columns), 1, index)
+            positions = np.arange(len(comparison.served_bins))
+            for offset, label, counts in (
+                (-0.2, "served", comparison.served_bins),
+                (0.2, "challenger", comparison.challenger_bins),
+            ):
+                total = sum(counts) or 1
+                axes.bar(positions + offset, [c / total for c in counts], 0.4, label=label)
+            axes.set_xticks(positions, [f"d{i + 1}" for i in positions])
+            axes.set_xlabel(f"{column}: deciles of the served predictions")
+            axes.set_ylabel("share of rows")
+            axes.set_title(
+                f"{model.name} {partition}: PSI {comparison.psi:.3f}, rank correlation "
+                f"{comparison.rank_correlation:.3f}, mean shift {comparison.mean_diff:+.4g}"
+            )
+            axes.legend(fontsize=8)
+        name = f"comparison_{partition.market}_{partition.month:%Y-%m}.png"
+        written.append(_save(figure, directory / name))
+    return written
 
 
 def _reference(

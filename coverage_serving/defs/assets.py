@@ -29,10 +29,9 @@ from coverage_serving.core.monitoring import (
     Severity,
     most_drifted,
 )
-from coverage_serving.core.plots import MAX_DISTRIBUTIONS, draw_run_plots
+from coverage_serving.core.plots import MAX_DISTRIBUTIONS, draw_comparisons, draw_run_plots
 from coverage_serving.core.reference import (
     REFERENCE_ARTIFACT,
-    ShippedReferences,
     shipped_reference,
     shipped_references,
 )
@@ -69,6 +68,7 @@ REJECTED_CHECK = "rejected_rows"
 UNMATCHED_CHECK = "unmatched_markets"
 MOST_DRIFTED = 10  # rows of the materialisation's table of the most drifted columns
 PLOTS_ARTIFACTS = "drift"  # the batch run's folder of drift plots in MLflow
+COMPARISON_ARTIFACTS = "comparison"  # a shadow run's folder of challenger vs served plots
 
 AssetEvent = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -235,15 +235,23 @@ def build_predictions_asset(
             run_id = _track(context, registry.tracking_uri, batch, run_id)
         if target.shadow:
             yield comparison_summary(key, batch.compared)
-        elif run_id is not None:
-            references = shipped_references(registry.open(), model.registered_model)
+        if run_id is not None and target.shadow:
             _log_plots(
                 context,
                 registry.tracking_uri,
                 run_id,
-                ProfileStore(store, model),
-                batch,
-                references,
+                COMPARISON_ARTIFACTS,
+                lambda directory: draw_comparisons(model, batch.compared, directory),
+            )
+        elif run_id is not None:
+            references = shipped_references(registry.open(), model.registered_model)
+            profiles = ProfileStore(store, model)
+            _log_plots(
+                context,
+                registry.tracking_uri,
+                run_id,
+                PLOTS_ARTIFACTS,
+                lambda directory: draw_run_plots(profiles, batch.scored, references, directory),
             )
         yield from _report(OUTPUT_CHECK, outcome)
 
@@ -484,21 +492,20 @@ def _log_plots(
     context: dg.AssetExecutionContext,
     tracking_uri: str,
     run_id: str,
-    profiles: ProfileStore,
-    batch: BatchRun,
-    references: ShippedReferences,
+    folder: str,
+    draw: Callable[[Path], list[Path]],
 ) -> None:
-    """Draw the run's drift plots (core.plots) into its MLflow run, under PLOTS_ARTIFACTS."""
+    """Draw the run's plots (core.plots) into its MLflow run, under `folder`."""
     try:
         with tempfile.TemporaryDirectory(prefix="coverage-serving-plots-") as scratch:
-            drawn = draw_run_plots(profiles, batch.scored, references, Path(scratch))
-            log_artifacts(tracking_uri, run_id, Path(scratch), PLOTS_ARTIFACTS)
-    except Exception as err:  # a picture of the drift must not fail a run whose tables are right
-        context.log.warning(f"drift plots not logged to MLflow run {run_id}: {redact(str(err))}")
+            drawn = draw(Path(scratch))
+            log_artifacts(tracking_uri, run_id, Path(scratch), folder)
+    except Exception as err:  # a picture must not fail a run whose tables are right
+        context.log.warning(f"plots not logged to MLflow run {run_id}: {redact(str(err))}")
         return
     context.log.info(
-        f"{len(drawn)} drift plots logged to MLflow run {run_id} under {PLOTS_ARTIFACTS!r} "
-        f"(one heat map per market, a distribution for at most {MAX_DISTRIBUTIONS} partitions)"
+        f"{len(drawn)} plots logged to MLflow run {run_id} under {folder!r} (at most "
+        f"{MAX_DISTRIBUTIONS} partitions drawn)"
     )
 
 

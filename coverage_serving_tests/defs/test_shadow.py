@@ -11,10 +11,12 @@ import pytest
 from coverage_serving.config import ChallengerConfig, PromotionGate
 from coverage_serving.core.served_version import APPROVED_TAG, VERDICT_TAG
 from coverage_serving.core.tables import prediction_targets, predictions_table
+from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.defs.comparison import COMPARISON_CHECK
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.partition import Partition
+from coverage_serving.registry import experiment_id
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_ROWS
 from coverage_serving_tests.defs.sensor_harness import ALL, StoreSensor, ranges, reason
@@ -102,6 +104,18 @@ def test_a_challenger_is_scored_in_shadow_and_compared_without_touching_the_serv
     assert tags[VERDICT_TAG].startswith(
         "ID|2026-02-01 sales_potential: rank correlation 0.000 < min_rank_correlation 0.5"
     )
+    [batch_run] = mlflow.MlflowClient(gated.state.tracking_uri).search_runs(
+        [experiment_id(gated.state.tracking_uri, EXPERIMENT)],
+        f"tags.{DAGSTER_RUN_TAG} = '{result.run_id}'",
+    )
+    assert batch_run.data.metrics["shadow_min_rank_correlation"] == 0.0
+    plots = sorted(
+        artifact.path
+        for artifact in mlflow.MlflowClient(gated.state.tracking_uri).list_artifacts(
+            batch_run.info.run_id, "comparison"
+        )
+    )
+    assert plots == ["comparison/comparison_ID_2026-02.png", "comparison/comparison_IN_2026-02.png"]
     assert reason(gated.tick(SEEN)).endswith(
         f"store shadow: 2 partitions on v{version} = @challenger"
     )
