@@ -7,6 +7,7 @@ import dagster as dg
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.compare import PartitionComparison, comparison_of, gate_failures
 from coverage_serving.core.tables import PredictionTarget, predictions_table
+from coverage_serving.defs.checks import log_partition_check
 from coverage_serving.errors import ServingError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Warehouse
@@ -60,14 +61,15 @@ def compare_partition(
             if comparison.compared_rows
             for failure in gate_failures(comparison, model.promotion_gate)
         ]
-    context.log_event(
-        dg.AssetCheckEvaluation(
-            asset_key=key,
-            check_name=COMPARISON_CHECK,
-            passed=not compared.failures,
-            partition=partition.key,
-            metadata=_metadata(compared),
-        )
+    log_partition_check(
+        context,
+        key,
+        COMPARISON_CHECK,
+        partition.key,
+        passed=not compared.failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(compared.failures) or "within the promotion gate's thresholds",
+        metadata=_metadata(compared),
     )
     return compared
 
@@ -75,7 +77,8 @@ def compare_partition(
 def comparison_summary(
     key: dg.AssetKey, compared: dict[Partition, PartitionComparison]
 ) -> dg.AssetCheckResult:
-    """The run's comparisons as one table, a row per partition and prediction column."""
+    """The run's comparisons as one table, a row per partition and prediction column: the one
+    result of this check yielded rather than logged (defs/checks.py), so it has no partition."""
     rows = [
         dg.TableRecord(
             {
