@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import mlflow
 import pandas as pd
@@ -65,12 +65,24 @@ class ModelVersionRef:
         return f"models:/{self.name}/{self.version}"
 
 
+class Predictor(Protocol):
+    def predict(self, features: pd.DataFrame) -> Any: ...
+
+
 @dataclass(frozen=True)
 class LoadedModel:
+    """A version loaded for scoring. `compiled`, when set, predicts exactly as the model does
+    (within its configured tolerance; core.compiled) and is what scoring uses; `scored_with`
+    says which of the two predicts, and why."""
+
     ref: ModelVersionRef
     pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+    compiled: Predictor | None = None
+    scored_with: str = "the model's own predict"
 
     def predict(self, features: pd.DataFrame) -> Any:
+        if self.compiled is not None:
+            return self.compiled.predict(features)
         return self.pyfunc.predict(features)
 
 

@@ -273,6 +273,7 @@ def score_into_table(
             )
     result.details = {
         **lineage.version(),
+        "scored_with": loaded.scored_with,
         "monitoring": outcomes,
         "reference": found.reference.source,
         "input_contract": "checked when the snapshot was written"
