@@ -15,6 +15,7 @@ from dagster_pandera import pandera_schema_to_dagster_type
 from coverage_serving.config import InvalidRows, ModelConfig, MonitorCheck, UnmatchedMarkets
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
 from coverage_serving.core.compare import verdict
+from coverage_serving.core.compiled import compile_version, latest_feature_rows
 from coverage_serving.core.contracts import (
     ContractViolation,
     TooManyRejectedRows,
@@ -60,6 +61,7 @@ from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry, redact
+from coverage_serving.warehouse import Warehouse
 
 INPUT_CHECK = "input_contract"
 OUTPUT_CHECK = "output_contract"
@@ -288,12 +290,16 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
         group_name=model.name,
         description=(
             f"Registered versions of {model.registered_model}; a version is servable when its "
-            "signature takes exactly the configured features."
+            "signature takes exactly the configured features. A servable LightGBM version is "
+            "compiled here, once, and scored with the compiled form where it predicted exactly "
+            "like the model on the latest feature partition (`compiled_*` figures)."
         ),
         check_specs=[dg.AssetCheckSpec(SERVABLE_CHECK, asset=key)],
     )
     def versions(
-        context: dg.AssetExecutionContext, registry: RegistryResource
+        context: dg.AssetExecutionContext,
+        registry: RegistryResource,
+        warehouse: WarehouseResource,
     ) -> Iterator[AssetEvent]:
         models = registry.open()
         ref = models.pinned(model.registered_model, int(context.partition_key), alias=None)
@@ -301,6 +307,11 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
             details = models.describe(ref)
             signature = models.signature(ref)
             reason = _unservable_reason(models, model, ref.version)
+            compiling = (
+                _compiled_figures(models, warehouse.open(), model, ref.version)
+                if reason is None
+                else {}
+            )
         except ServingError as err:
             raise dg.Failure(description=str(err), metadata=err.metadata()) from None
         yield dg.MaterializeResult(
@@ -310,6 +321,7 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
                 "metrics": dg.MetadataValue.json(details["metrics"]),
                 "signature_inputs": dg.MetadataValue.json(signature or {}),
                 "servable": reason is None,
+                **compiling,
             }
         )
         yield dg.AssetCheckResult(
@@ -319,6 +331,20 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
         )
 
     return versions
+
+
+def _compiled_figures(
+    models: ModelRegistry, store: Warehouse, model: ModelConfig, version: int
+) -> dict[str, Any]:
+    """Compile the version (core.compiled) and say how it went: whatever happens, the version
+    stays servable with its own predict."""
+    partition, sample = latest_feature_rows(store, model)
+    loaded = load_served_model(models, model, Pin(version))
+    report = compile_version(models, model, loaded, partition, sample)
+    return {
+        f"compiled_{name}" if name != "outcome" else "compiled": value
+        for name, value in report.figures().items()
+    }
 
 
 def _unservable_reason(models: ModelRegistry, model: ModelConfig, version: int) -> str | None:

@@ -1,16 +1,21 @@
 """Materialise both models' partitions through Dagster against a real DuckDB file and a real
 sqlite MLflow registry, as `make demo` and the UI do."""
 
+import shutil
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
 from coverage_serving.config import ServingConfig
+from coverage_serving.core.compiled import ARTIFACTS
 from coverage_serving.core.tables import features_table, history_table, predictions_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import resources_for_deployment
@@ -378,3 +383,47 @@ def test_versions_are_recorded_with_their_servability(
     assert "configured feature 'months_open' is not in the signature" in str(
         check.metadata["reason"].value
     )
+
+
+def test_a_lightgbm_version_is_compiled_when_recorded_and_then_scores_bitwise_equal(
+    small_config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    warehouse: DuckDBWarehouse,
+    materialize: Materialize,
+) -> None:
+    grid = small_config.models["grid"]
+    own = materialize("grid")
+    by_own_predict = warehouse.read_partition(predictions_table(grid), PARTITION)
+    instance.add_dynamic_partitions(model_versions_partitions(grid).name, ["1"])
+
+    recorded = dg.materialize(
+        [build_version_asset(grid)],
+        partition_key="1",
+        resources=resources_for_deployment(small_config, state),
+        instance=instance,
+    )
+    compiled_rows = materialize("grid")
+
+    [version] = recorded.asset_materializations_for_node("grid_model")
+    figures = {key: value.value for key, value in version.metadata.items()}
+    assert figures["compiled"] == "compiled"
+    assert figures["compiled_partition"] == PARTITION.key
+    assert figures["compiled_rows_compared"] == SMALL_ROWS["grid_cells"]
+    assert figures["compiled_rows_bitwise_equal"] == SMALL_ROWS["grid_cells"]
+    assert figures["compiled_max_abs_diff"] == 0.0
+    [before] = own.asset_materializations_for_node("grid_predictions")
+    [after] = compiled_rows.asset_materializations_for_node("grid_predictions")
+    assert before.metadata["scored_with"].value.startswith("the model's own predict")
+    assert after.metadata["scored_with"].value.startswith("compiled")
+    by_compiled = warehouse.read_partition(predictions_table(grid), PARTITION)
+    key = grid.key_columns[0]
+    assert np.array_equal(
+        by_compiled.sort_values(key)["whitespace_score"].to_numpy(),
+        by_own_predict.sort_values(key)["whitespace_score"].to_numpy(),
+    )
+    # The session's registry keeps its artifacts in one directory: leave no compiled form
+    # behind for the tests that follow.
+    client = mlflow.MlflowClient(state.tracking_uri)
+    run = client.get_run(client.get_model_version(grid.registered_model, "1").run_id)
+    shutil.rmtree(Path(urlparse(run.info.artifact_uri).path) / ARTIFACTS)
