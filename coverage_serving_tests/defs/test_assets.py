@@ -24,6 +24,7 @@ from coverage_serving.defs.names import model_versions_partitions
 from coverage_serving.defs.partitions import all_partitions_tags, partition_range_tags
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.defs.versions import build_version_asset
+from coverage_serving.online.served import ServedModel, score_rows
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
@@ -420,6 +421,16 @@ def test_a_lightgbm_version_is_compiled_when_recorded_and_then_scores_bitwise_eq
         by_compiled.sort_values(key)["whitespace_score"].to_numpy(),
         by_own_predict.sort_values(key)["whitespace_score"].to_numpy(),
     )
+    # The on-demand endpoint's decision serves the same compiled form: bitwise parity.
+    endpoint = ServedModel(grid, ModelRegistry(state.tracking_uri, allow_pickled_models=True))
+    endpoint.refresh()
+    assert endpoint.current().compiled is not None
+    features = warehouse.read_partition(features_table(grid), PARTITION).head(25)
+    served = score_rows(
+        grid, endpoint.current(), PARTITION, features.drop(columns=["market", "month"]), "request"
+    )
+    table = by_compiled.set_index(key).loc[served[key]]
+    assert served["whitespace_score"].tolist() == table["whitespace_score"].tolist()
     # The session's registry keeps its artifacts in one directory: leave no compiled form
     # behind for the tests that follow.
     client = mlflow.MlflowClient(state.tracking_uri)
