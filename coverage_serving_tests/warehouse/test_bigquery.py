@@ -11,7 +11,6 @@ from google.api_core import exceptions as google_errors
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.demo.emulator import Emulator
 from coverage_serving.errors import EmptyPartitionError, WarehouseError
 from coverage_serving.settings import LocalState
@@ -26,6 +25,7 @@ from coverage_serving.warehouse.bigquery import (
     select_partition_sql,
 )
 from coverage_serving.warehouse.history import archive_for
+from coverage_serving.wiring import open_warehouse, warehouse_target
 from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
     HISTORY,
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def warehouse(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
-    opened = warehouse_for_deployment(LocalState(tmp_path)).open()
+    opened = open_warehouse(LocalState(tmp_path))
     assert isinstance(opened, BigQueryWarehouse)
     return opened
 
@@ -228,7 +228,7 @@ def test_bigquery_needs_its_project_and_dataset(
     monkeypatch.delenv("BIGQUERY_PROJECT", raising=False)
 
     with pytest.raises(ValueError, match="needs BIGQUERY_PROJECT to be set"):
-        warehouse_for_deployment(LocalState(tmp_path))
+        warehouse_target(LocalState(tmp_path))
 
 
 def test_constant_columns_are_added_at_the_swap(warehouse: BigQueryWarehouse) -> None:
