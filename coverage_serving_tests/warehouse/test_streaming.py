@@ -1,27 +1,15 @@
 """Streamed reads and chunked, staged writes, on both warehouses (a DuckDB file and the BigQuery
 emulator): bounded chunks, and the whole-partition checks on the staged rows before the swap."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from coverage_serving.errors import WarehouseError
-from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import Warehouse
 from coverage_serving.warehouse.base import Staged
-from coverage_serving.wiring import DuckDBTarget, open_warehouse
 from coverage_serving_tests.warehouse.sample import JANUARY, TABLE, rows
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["duckdb", "bigquery"])
-def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
-    if request.param == "duckdb":
-        return DuckDBTarget(str(tmp_path / "warehouse.duckdb")).open()
-    request.getfixturevalue("bigquery_env")
-    return open_warehouse(LocalState(tmp_path))
 
 
 def chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
