@@ -80,7 +80,7 @@ def warehouse_resource(target: WarehouseTarget) -> WarehouseResource:
 
 
 class RegistryResource(ConfigurableResource):
-    """The MLflow model registry (dagster-mlflow has nothing for the registry or aliases)."""
+    """The MLflow model registry (no Dagster integration covers the registry or aliases)."""
 
     tracking_uri: str
     allow_pickled_models: bool = False
