@@ -53,6 +53,15 @@ def by_key(warehouse: Warehouse, table: TableSpec, model: ModelConfig) -> pd.Dat
     )
 
 
+def scored_by_the_champion(
+    warehouse: Warehouse, state: LocalState, store: ModelConfig
+) -> pd.DataFrame:
+    """Both steps run once ("run-1", "run-2") by the champion: the predictions they wrote."""
+    refresh_features(warehouse, store, PARTITION, "run-1")
+    score_into_table(warehouse, store, champion(state, store), PARTITION, "run-2")
+    return by_key(warehouse, predictions_table(store), store)
+
+
 def test_refresh_features_snapshots_the_source_partition(
     warehouse: Warehouse, store: ModelConfig
 ) -> None:
@@ -109,9 +118,7 @@ def test_a_failing_features_step_leaves_the_snapshot_unchanged(
 def test_a_failing_scoring_step_leaves_predictions_and_history_unchanged(
     warehouse: Warehouse, state: LocalState, store: ModelConfig
 ) -> None:
-    refresh_features(warehouse, store, PARTITION, "run-1")
-    score_into_table(warehouse, store, champion(state, store), PARTITION, "run-2")
-    served = by_key(warehouse, predictions_table(store), store)
+    served = scored_by_the_champion(warehouse, state, store)
     register_version(store, state, Negative())  # the new champion breaks the output contract
 
     with pytest.raises(ContractViolation, match="sales_potential"):
@@ -124,9 +131,7 @@ def test_a_failing_scoring_step_leaves_predictions_and_history_unchanged(
 def test_a_rescore_by_another_version_keeps_the_replaced_rows_in_history(
     warehouse: Warehouse, state: LocalState, store: ModelConfig
 ) -> None:
-    refresh_features(warehouse, store, PARTITION, "run-1")
-    score_into_table(warehouse, store, champion(state, store), PARTITION, "run-2")
-    replaced = by_key(warehouse, predictions_table(store), store)
+    replaced = scored_by_the_champion(warehouse, state, store)
     version = register_version(store, state, Constant())
 
     score_into_table(warehouse, store, champion(state, store), PARTITION, "run-3")
