@@ -10,7 +10,6 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from coverage_serving.core.batch import StepResult
 from coverage_serving.core.monitoring import most_drifted
-from coverage_serving.partition import Partition
 
 MOST_DRIFTED = 10  # rows of the materialisation's table of the most drifted columns
 
@@ -25,6 +24,22 @@ def table_metadata(schema: pa.DataFrameSchema, table_name: str) -> dict[str, Any
         "dagster/column_schema": dagster_type.metadata["schema"].schema,
         "dagster/table_name": table_name,
     }
+
+
+def contract_description(schema: pa.DataFrameSchema, on_violation: str) -> str:
+    """What a contract check verifies, from the schema it checks (generated from serving.yaml)."""
+    checked = [
+        name
+        for name, column in schema.columns.items()
+        if any(check.name != "finite" for check in column.checks)
+    ]
+    return (
+        f"Each row of the partition against the {schema.metadata['contract']} contract "
+        f"generated from serving.yaml: the {len(schema.columns)} columns of the schema with "
+        f"their types and nullability, finite floats, unique {', '.join(schema.unique or [])}"
+        + (f", the allowed values of {', '.join(checked)}" if checked else "")
+        + f"; {on_violation}"
+    )
 
 
 def result_metadata(result: StepResult) -> dict[str, Any]:
@@ -43,18 +58,6 @@ def result_metadata(result: StepResult) -> dict[str, Any]:
     if outcomes:
         metadata["most_drifted"] = drift_table(most_drifted(outcomes)[:MOST_DRIFTED])
     return metadata
-
-
-def run_metadata(done: dict[Partition, StepResult]) -> dict[str, Any]:
-    if len(done) == 1:
-        return result_metadata(next(iter(done.values())))
-    return {
-        "partitions_in_run": len(done),
-        "rows_in_run": sum(result.rows for result in done.values()),
-        "rows_by_partition": dg.MetadataValue.json(
-            {partition.key: result.rows for partition, result in done.items()}
-        ),
-    }
 
 
 def drift_table(rows: list[tuple[str, Any, float]]) -> dg.TableMetadataValue:

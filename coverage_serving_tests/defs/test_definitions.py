@@ -34,7 +34,13 @@ def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
                 for parent in sorted(node.parent_keys)
             },
             "partitions": _describe_partitions(node.partitions_def),
-            "checks": sorted(check.name for check in node.check_keys),
+            # Evaluated per partition (recorded for each one) or once per run.
+            "checks": {
+                check.name: "per partition"
+                if node.assets_def.get_spec_for_check_key(check).partitions_def
+                else "per run"
+                for check in sorted(node.check_keys)
+            },
             "backfill": str(node.backfill_policy.policy_type) if node.backfill_policy else None,
         }
     jobs = {
@@ -137,20 +143,23 @@ def test_a_third_model_gets_assets_checks_jobs_and_automation(
             "store_churn_model": "AllPartitionMapping",
         },
         "partitions": {"market": ["ID"], "month": {"cron": "0 0 1 * *", "start": "2026-01-01"}},
-        "checks": [
-            "feature_drift_previous_month",
-            "feature_drift_reference",
-            "output_contract",
-            "prediction_drift_previous_month",
-            "prediction_drift_reference",
-            "row_count_change",
-        ],
+        "checks": dict.fromkeys(
+            [
+                "feature_drift_previous_month",
+                "feature_drift_reference",
+                "output_contract",
+                "prediction_drift_previous_month",
+                "prediction_drift_reference",
+                "row_count_change",
+            ],
+            "per partition",
+        ),
         "backfill": "BackfillPolicyType.SINGLE_RUN",
     }
-    assert graph["assets"]["store_churn_features"]["checks"] == [
-        "input_contract",
-        "unmatched_markets",
-    ]
+    assert graph["assets"]["store_churn_features"]["checks"] == {
+        "input_contract": "per partition",
+        "unmatched_markets": "per partition",
+    }
     assert {"store_churn_registry_sensor", "store_churn_new_data_sensor"} <= set(graph["sensors"])
     assert graph["schedules"]["store_churn_monthly_refresh"]["job"] == "score_store_churn"
     assert graph["jobs"]["score_store_churn"] == [
