@@ -107,6 +107,30 @@ def test_definitions_module_loads_the_shipped_config() -> None:
     }
 
 
+def test_descriptions_flow_from_the_config_to_columns_and_checks(tmp_path: Path) -> None:
+    config = load_serving_config()
+    graph = build_definitions(config, LocalState(tmp_path)).resolve_asset_graph()
+
+    undescribed = [
+        key.to_user_string()
+        for asset in graph.get_all_asset_keys()
+        for key in graph.get(asset).check_keys
+        if not graph.get(asset).assets_def.get_spec_for_check_key(key).description
+    ]
+    assert undescribed == []
+
+    def described(asset: str) -> dict[str, str | None]:
+        schema = graph.get(dg.AssetKey(asset)).metadata["dagster/column_schema"]
+        return {column.name: column.description for column in schema.columns}
+
+    features, predictions = described("store_features"), described("store_predictions")
+    store = config.models["store"]
+    assert features["income_index"] == store.features["income_index"].description
+    assert features["month"] == "the first day of the partition's month"
+    assert predictions["sales_potential"] == store.predictions["sales_potential"].description
+    assert predictions["model_version"] == "version of the registered model that scored the row"
+
+
 def test_unknown_warehouse_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(WAREHOUSE_VAR, "snowflake")
     with pytest.raises(ValueError, match="COVERAGE_SERVING_WAREHOUSE='snowflake'"):
