@@ -48,8 +48,8 @@ def result_metadata(result: StepResult) -> dict[str, Any]:
     outcomes = details.pop("monitoring", None)
     metadata: dict[str, Any] = {"dagster/row_count": result.rows, **result.timings, **details}
     if quantiles:
-        metadata["prediction_summary"] = dg.MetadataValue.md(_quantile_table(quantiles))
-        # Plain numbers: the asset's Plots tab draws each over the partitions.
+        # Plain numbers, not a markdown table of them: the asset's Plots tab draws each over
+        # the partitions.
         metadata |= {
             f"{column}_{stat}": dg.MetadataValue.float(value)
             for column, stats in quantiles.items()
@@ -89,16 +89,3 @@ def drift_table(rows: list[tuple[str, Any, float]]) -> dg.TableMetadataValue:
             ]
         ),
     )
-
-
-def _quantile_table(quantiles: dict[str, dict[str, float]]) -> str:
-    stats = list(next(iter(quantiles.values())))
-    lines = [
-        "| prediction | " + " | ".join(stats) + " |",
-        "|---|" + "---|" * len(stats),
-        *(
-            f"| {column} | " + " | ".join(f"{values[s]:.4g}" for s in stats) + " |"
-            for column, values in quantiles.items()
-        ),
-    ]
-    return "\n".join(lines)
