@@ -25,7 +25,14 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
             f"Registered versions of {model.registered_model}; a version is servable when its "
             "signature takes exactly the configured features."
         ),
-        check_specs=[dg.AssetCheckSpec(CheckName.SERVABLE.value, asset=key)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                CheckName.SERVABLE.value,
+                asset=key,
+                description="The version's signature takes exactly the features and types "
+                "configured in serving.yaml, so it may be served.",
+            )
+        ],
     )
     def versions(
         context: dg.AssetExecutionContext, registry: RegistryResource
