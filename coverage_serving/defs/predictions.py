@@ -1,7 +1,7 @@
 """A prediction table as an asset: the served one, monitored for drift, or the challenger's
 shadow of it, which each partition compares with the served table."""
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -25,15 +25,15 @@ from coverage_serving.defs.batch_record import (
 )
 from coverage_serving.defs.checks import partition_check_specs
 from coverage_serving.defs.comparison import compare_partition, comparison_spec, comparison_summary
-from coverage_serving.defs.display import result_metadata, table_metadata
-from coverage_serving.defs.monitoring import log_monitoring, monitor_descriptions
+from coverage_serving.defs.display import contract_description, result_metadata, table_metadata
+from coverage_serving.defs.monitoring import monitor_descriptions, monitoring_checks
 from coverage_serving.defs.names import (
     CheckName,
     features_asset_key,
     prediction_asset_key,
     version_asset_key,
 )
-from coverage_serving.defs.outcome import AssetEvent, report, serve_each
+from coverage_serving.defs.outcome import Event, report, serve_each
 from coverage_serving.defs.partitions import model_partitions, run_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
@@ -48,11 +48,19 @@ def build_predictions_asset(
     key = prediction_asset_key(model, target)
     features_key = features_asset_key(model)
     partitions = model_partitions(model)
-    checks = [dg.AssetCheckSpec(CheckName.OUTPUT_CONTRACT.value, asset=key)]
+    contract = output_schema(model)
+    checks = partition_check_specs(
+        key,
+        {
+            CheckName.OUTPUT_CONTRACT.value: contract_description(
+                contract, "a violation fails the partition and keeps its old rows."
+            ),
+            **({} if target.shadow else monitor_descriptions(model)),
+        },
+        partitions,
+    )
     if target.shadow:
         checks.append(comparison_spec(model, key))
-    else:
-        checks += partition_check_specs(key, monitor_descriptions(model), partitions)
 
     # A multi_asset with can_subset: its per-partition checks are logged, not yielded
     # (defs/checks.py says why).
@@ -80,7 +88,7 @@ def build_predictions_asset(
                     f"{model.features_table}, with lineage"
                     + (f", compared with {model.output_table}." if target.shadow else ".")
                 ),
-                metadata=table_metadata(output_schema(model), target.table.qualified_name),
+                metadata=table_metadata(contract, target.table.qualified_name),
             )
         ],
         partitions_def=partitions,
@@ -93,7 +101,7 @@ def build_predictions_asset(
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
         registry: RegistryResource,
-    ) -> Iterator[AssetEvent]:
+    ) -> Iterator[Event | dg.AssetCheckResult]:
         # Loaded once for all partitions of the run, so every row of the run is scored by this
         # one version. A run requested for a version (e.g. by the registry sensor) keeps it
         # even if the alias has moved on since.
@@ -106,7 +114,7 @@ def build_predictions_asset(
         store = warehouse.open()
         run_id, plots_link = start_tracking(context, registry.tracking_uri, batch, target)
 
-        def score(partition: Partition) -> StepResult:
+        def score(partition: Partition) -> Generator[Event, None, StepResult]:
             checked = _written_under(context.instance, features_key, partition, input_contract)
             try:
                 result = score_into_table(
@@ -120,25 +128,25 @@ def build_predictions_asset(
                     shipped_reference=reference,
                 )
             except DriftBlocked as err:
-                log_monitoring(context, key, partition, err.outcomes)
+                # Judged against the partition's kept rows: its latest materialisation.
+                yield from monitoring_checks(context, key, partition, err.outcomes)
                 raise
+            # Each partition is recorded as it is swapped in, before the checks that judge it.
+            yield dg.AssetMaterialization(
+                asset_key=key,
+                partition=partition.key,
+                metadata=result_metadata(result) | plots_link,
+            )
             if target.shadow:
-                batch.compared[partition] = compare_partition(
+                batch.compared[partition] = yield from compare_partition(
                     context, store, model, target, key, partition
                 )
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=key,
-                    partition=partition.key,
-                    metadata=result_metadata(result) | plots_link,
-                )
-            )
-            log_monitoring(context, key, partition, result.details["monitoring"])
+            yield from monitoring_checks(context, key, partition, result.details["monitoring"])
             batch.scored[partition] = result
             return result
 
         try:
-            outcome = serve_each(partitions, score)
+            outcome = yield from serve_each(partitions, score)
             if target.shadow and model.promotion_gate:
                 batch.verdict = verdict(batch.compared)
         finally:
@@ -165,7 +173,7 @@ def build_predictions_asset(
                 PLOTS_ARTIFACTS,
                 lambda directory: draw_run_plots(profiles, batch.scored, references, directory),
             )
-        yield from report(CheckName.OUTPUT_CONTRACT, outcome)
+        yield from report(context, key, CheckName.OUTPUT_CONTRACT, outcome)
 
     return predictions
 

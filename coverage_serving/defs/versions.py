@@ -30,7 +30,14 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
             "compiled here, once, and scored with the compiled form where it predicted exactly "
             "like the model on the latest feature partition (`compiled_*` figures)."
         ),
-        check_specs=[dg.AssetCheckSpec(CheckName.SERVABLE.value, asset=key)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                CheckName.SERVABLE.value,
+                asset=key,
+                description="The version's signature takes exactly the features and types "
+                "configured in serving.yaml, so it may be served.",
+            )
+        ],
     )
     def versions(
         context: dg.AssetExecutionContext,
