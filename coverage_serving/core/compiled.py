@@ -241,23 +241,21 @@ def _compiled_and_stored(
                 predictor = _compiled(folder, booster, key, _columns(loaded))
             seconds = time.perf_counter() - started
             comparison = _compare(predictor, loaded, partition, sample, model)
-        except Exception as err:  # any failure of lleaves/LLVM: served with its own predict
+            if comparison.passed:
+                _store(registry, loaded, folder, key, comparison)
+        except Exception as err:  # lleaves, LLVM or the artifact store: own predict serves
             return CompileReport(
                 f"failed: {type(err).__name__}: {redact(str(err))}",
                 compile_seconds=time.perf_counter() - started,
                 key=key.digest,
             )
-        if not comparison.passed:
-            return CompileReport(
-                f"not used: predictions differ by up to {comparison.max_abs_diff:.3g} from the "
-                f"model's own (allowed: {comparison.max_abs_diff_allowed:g})",
-                comparison,
-                seconds,
-                key.digest,
-            )
-        _write_manifest(folder, key, comparison)
-        registry_client(registry.tracking_uri).log_artifacts(
-            loaded.ref.run_id, scratch, f"{ARTIFACTS}/{key.digest}"
+    if not comparison.passed:
+        return CompileReport(
+            f"not used: predictions differ by up to {comparison.max_abs_diff:.3g} from the "
+            f"model's own (allowed: {comparison.max_abs_diff_allowed:g})",
+            comparison,
+            seconds,
+            key.digest,
         )
     return CompileReport("compiled", comparison, seconds, key.digest)
 
@@ -297,21 +295,43 @@ def _compare(
     )
 
 
-def _write_manifest(folder: Path, key: CompileKey, comparison: Comparison) -> None:
+def _store(
+    registry: ModelRegistry,
+    loaded: LoadedModel,
+    folder: Path,
+    key: CompileKey,
+    comparison: Comparison,
+) -> None:
+    """The object file in `folder` with its manifest, as `compiled/<key>/` of the version's
+    run: what a scoring process checks before it loads the object."""
     manifest = {
         "key": asdict(key),
         "object_sha256": _sha256((folder / OBJECT_FILE).read_bytes()),
         "comparison": asdict(comparison),
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    registry_client(registry.tracking_uri).log_artifacts(
+        loaded.ref.run_id, str(folder), f"{ARTIFACTS}/{key.digest}"
+    )
 
 
 def _record(registry: ModelRegistry, loaded: LoadedModel, report: CompileReport) -> None:
+    """The outcome and its figures as tags of the version, for MLflow's UI; a registry that
+    refuses them loses the record, not the version's servability."""
     client = registry_client(registry.tracking_uri)
     ref = loaded.ref
-    for name, value in report.figures().items():
-        tag = TAG if name == "outcome" else f"{TAG}.{name}"
-        client.set_model_version_tag(ref.name, str(ref.version), tag, str(value))
+    try:
+        for name, value in report.figures().items():
+            tag = TAG if name == "outcome" else f"{TAG}.{name}"
+            client.set_model_version_tag(ref.name, str(ref.version), tag, str(value))
+    except Exception as err:
+        log.warning(
+            "model %s version %s: compile outcome %r not tagged in MLflow: %s",
+            ref.name,
+            ref.version,
+            report.outcome,
+            redact(str(err)),
+        )
 
 
 _LOADED: dict[tuple[str, str, int, str], CompiledPredictor] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import lleaves
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -115,6 +116,21 @@ def test_a_compile_failure_is_reported_and_scoring_falls_back(
     assert "no compiled form for this machine" in loaded.scored_with
     tags = registry_client(registry.tracking_uri).get_model_version(grid.registered_model, "1").tags
     assert tags[TAG].startswith("failed")
+
+
+def test_an_artifact_store_that_refuses_the_form_is_a_failure_not_an_error(
+    registry: ModelRegistry, grid: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("bucket not writable")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_artifacts", refuse)
+
+    report = compile_champion(registry, grid)
+    monkeypatch.undo()
+
+    assert report.outcome == "failed: OSError: bucket not writable"
+    assert load_served_model(registry, grid).compiled is None
 
 
 def test_a_form_that_differs_beyond_the_tolerance_is_not_used(
