@@ -133,7 +133,9 @@ class CompiledPredictor:
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         # lleaves spreads the rows over every core and releases the GIL while predicting.
-        return self._forest.predict(features[self._columns])
+        # Selecting the columns copies them; the scoring path hands them in order already.
+        ordered = features.columns.equals(pd.Index(self._columns))
+        return self._forest.predict(features if ordered else features[self._columns])
 
 
 def booster_of(loaded: LoadedModel) -> lgb.Booster | None:

@@ -32,7 +32,9 @@ def score_valid_features(
     """Keys, market, month and predictions for features that already passed the input
     contract, checked by the output contract. Lineage is the caller's to add: the batch adds
     it at the swap, once per partition, not once per row."""
-    features = features.reset_index(drop=True)
+    if not features.index.equals(pd.RangeIndex(len(features))):
+        # reset_index copies every column, even when the index is already the default one.
+        features = features.reset_index(drop=True)
     predictions = predict_in_chunks(config, model, features[config.feature_columns])
     rows = pd.concat(
         [features[[*config.key_columns, "market", "month"]], predictions], axis="columns"

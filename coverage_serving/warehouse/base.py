@@ -244,11 +244,18 @@ def check_rows_fit_partition(table: TableSpec, partition: Partition, rows: pd.Da
         raise WarehouseError(
             f"rows for {table.qualified_name}, partition {partition}, lack columns {missing}"
         )
-    # Vectorised on datetime64: per-row date objects cost a fifth of the staging time.
-    days = pd.to_datetime(rows["month"]).dt.floor("D")
-    stray = (rows["market"] != partition.market) | (days != pd.Timestamp(partition.month))
+    # Vectorised on datetime64: per-row date objects cost a fifth of the staging time. Scored
+    # rows already hold datetime64, and `to_datetime` on them still maps every row through its
+    # cache of unique values; the market is compared in NumPy, a third of pandas' time on text.
+    # Together 2.5 s of a 1M-row run's main thread before, 0.1 s after (py-spy, loaded machine).
+    month = rows["month"]
+    days = month if pd.api.types.is_datetime64_dtype(month) else pd.to_datetime(month)
+    days = days.dt.floor("D")
+    stray = (rows["market"].to_numpy() != partition.market) | (
+        days != pd.Timestamp(partition.month)
+    ).to_numpy()
     if stray.any():
-        first = stray.to_numpy().argmax()
+        first = stray.argmax()
         raise WarehouseError(
             f"{int(stray.sum())} rows for {table.qualified_name} do not belong to partition "
             f"{partition} (e.g. market={rows['market'].iloc[first]!r}, "
