@@ -204,6 +204,15 @@ def require_columns(table: TableSpec, name: str, found: Mapping[str, str]) -> No
         raise WarehouseError("; ".join(problems))
 
 
+def require_contract_columns(table: TableSpec, name: str, existing: Sequence[str]) -> None:
+    """Refuse to write table `name` unless its columns are the contract's, in order."""
+    if list(existing) != table.column_names:
+        raise WarehouseError(
+            f"table {name} has columns {list(existing)} but the contract expects "
+            f"{table.column_names}: migrate or drop the table"
+        )
+
+
 def chunks_of(rows: Rows) -> Iterable[pd.DataFrame]:
     return [rows] if isinstance(rows, pd.DataFrame) else rows
 

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from coverage_serving.config import ServingConfig, load_serving_config
-from coverage_serving.definitions import WAREHOUSE_VAR, build_definitions
+from coverage_serving.definitions import build_definitions
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.settings import LocalState
+from coverage_serving.wiring import WAREHOUSE_VAR
 from coverage_serving_tests.conftest import SMALL_CONFIG
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -99,7 +100,7 @@ def test_asset_graph_matches_snapshot(tmp_path: Path) -> None:
 def test_definitions_module_loads_the_shipped_config() -> None:
     from coverage_serving.definitions import defs
 
-    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    keys = {key.to_user_string() for key in defs().resolve_asset_graph().get_all_asset_keys()}
     assert keys == {
         f"{model}_{asset}"
         for model in ("store", "grid")
