@@ -417,10 +417,16 @@ def test_versions_are_recorded_with_their_servability(
     assert first.metadata["servable"].value is True
     assert first.metadata["run_id"].value
     assert first.metadata["signature_inputs"].value["months_open"] == "long"
+    # The demo's training metrics on its holdout, one number each, and the logged model.
+    assert first.metadata["model_id"].value.startswith("m-")
+    assert first.metadata["metric_rmse"].value > 0
+    assert first.metadata["metric_mae"].value > 0
+    assert 0 < first.metadata["metric_r2"].value <= 1
     assert check_results(good, partition=None)["servable"].passed
     [second] = bad.asset_materializations_for_node("store_model")
     assert second.metadata["servable"].value is False
     assert "months_open" not in second.metadata["signature_inputs"].value
+    assert not [key for key in second.metadata if key.startswith("metric_")]  # none logged
     check = check_results(bad, partition=None)["servable"]
     assert not check.passed
     assert "configured feature 'months_open' is not in the signature" in str(
