@@ -32,19 +32,6 @@ _DTYPES: dict[str, Any] = {
 # The MLflow signature type each config column type must have.
 _SIGNATURE_TYPES = {ColumnType.STRING: "string", ColumnType.INT: "long", ColumnType.FLOAT: "double"}
 
-# What the columns every model's tables share hold; a model's own columns are described in
-# serving.yaml. The schemas carry both to the Dagster UI (dagster/column_schema).
-_SHARED_DESCRIPTIONS = {
-    "market": "the partition's market",
-    "month": "the first day of the partition's month",
-    "model_name": "registered model that scored the row",
-    "model_version": "version of the registered model that scored the row",
-    "model_alias": "the alias the version was served under (null: a pinned run)",
-    "model_run_id": "MLflow run that trained the version",
-    "scored_at": "when the partition was scored (UTC)",
-    "dagster_run_id": "Dagster run that scored the row",
-}
-
 # Text in a numeric column is the dtype check's finding; to_numeric keeps it out of this one.
 _FINITE = pa.Check(lambda s: ~np.isinf(pd.to_numeric(s, errors="coerce")), name="finite")
 
@@ -148,7 +135,6 @@ def input_schema(model: ModelConfig, partition: Partition | None = None) -> pa.D
         partition,
         {"contract": "input"},
         categories,
-        _descriptions(model),
     )
 
 
@@ -176,15 +162,7 @@ def output_schema(model: ModelConfig, partition: Partition | None = None) -> pa.
         partition,
         {"contract": "output"},
         ranges,
-        _descriptions(model),
     )
-
-
-def _descriptions(model: ModelConfig) -> dict[str, str]:
-    configured = {**model.keys, **model.features, **model.predictions}
-    return _SHARED_DESCRIPTIONS | {
-        name: spec.description for name, spec in configured.items() if spec.description
-    }
 
 
 def _range_checks(spec: PredictionSpec) -> list[pa.Check]:
@@ -202,7 +180,6 @@ def _schema(
     partition: Partition | None,
     metadata: dict[str, str],
     checks: dict[str, list[pa.Check]],
-    descriptions: dict[str, str],
 ) -> pa.DataFrameSchema:
     partition_checks: dict[str, list[pa.Check]] = {}
     if partition is not None:
@@ -220,7 +197,7 @@ def _schema(
                 *checks.get(c.name, []),
                 *partition_checks.get(c.name, []),
             ],
-            description=descriptions.get(c.name),
+            description=c.description,  # from serving.yaml (core.tables)
         )
         for c in table.columns
     }

@@ -46,7 +46,13 @@ def result_metadata(result: StepResult) -> dict[str, Any]:
     details = dict(result.details)
     quantiles = details.pop("prediction_quantiles", None)
     outcomes = details.pop("monitoring", None)
-    metadata: dict[str, Any] = {"dagster/row_count": result.rows, **result.timings, **details}
+    metadata: dict[str, Any] = {
+        "dagster/row_count": result.rows,
+        **result.timings,
+        # Not `*_seconds`: the stages overlap in threads, their times do not add up to the step.
+        "thread_busy": dg.MetadataValue.json(result.busy),
+        **details,
+    }
     if quantiles:
         # Plain numbers, not a markdown table of them: the asset's Plots tab draws each over
         # the partitions.

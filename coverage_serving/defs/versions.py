@@ -60,8 +60,13 @@ def build_version_asset(model: ModelConfig) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 **{k: v for k, v in details.items() if k != "metrics"},
+                "model_id": details["model_id"] or "none (logged before MLflow 3)",
                 "aliases": ", ".join(details["aliases"]) or "none",
-                "metrics": dg.MetadataValue.json(details["metrics"]),
+                # One number each, so the asset's Plots tab draws them over the versions.
+                **{
+                    f"metric_{name}": dg.MetadataValue.float(value)
+                    for name, value in details["metrics"].items()
+                },
                 "signature_inputs": dg.MetadataValue.json(signature or {}),
                 "servable": reason is None,
                 **compiling,

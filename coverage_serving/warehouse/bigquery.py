@@ -315,12 +315,16 @@ class BigQueryWarehouse(StagedSwap[bigquery.Client]):
 
 def bigquery_schema(columns: tuple[Column, ...]) -> list[bigquery.SchemaField]:
     return [
-        bigquery.SchemaField(c.name, BQ_TYPES[c.kind], mode=_MODES[c.nullable]) for c in columns
+        bigquery.SchemaField(
+            c.name, BQ_TYPES[c.kind], mode=_MODES[c.nullable], description=c.description
+        )
+        for c in columns
     ]
 
 
 def prediction_table_definition(table_id: str, table: TableSpec) -> bigquery.Table:
     definition = bigquery.Table(table_id, schema=bigquery_schema(table.columns))
+    definition.description = table.description
     definition.time_partitioning = bigquery.TimePartitioning(
         type_=bigquery.TimePartitioningType.MONTH, field="month"
     )

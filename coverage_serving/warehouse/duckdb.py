@@ -298,6 +298,8 @@ class DuckDBWarehouse(StagedSwap[duckdb.DuckDBPyConnection]):
         else:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(table.schema)}")
             con.execute(f"CREATE TABLE IF NOT EXISTS {_table(table)} ({_ddl(table.columns)})")
+            for statement in _comments(table):
+                con.execute(statement)
 
 
 def _parameters_of(statement: str, partition: Partition, archive: Archive) -> dict[str, object]:
@@ -306,6 +308,20 @@ def _parameters_of(statement: str, partition: Partition, archive: Archive) -> di
         name: value for name, (_, value) in archive.parameters.items()
     }
     return {name: values[name] for name in re.findall(r"\$(\w+)", statement)}
+
+
+def _comments(table: TableSpec) -> list[str]:
+    """COMMENT ON statements for the table's described parts: what `duckdb_tables()` and
+    `duckdb_columns()` show as their comment. COMMENT takes no parameter, so the text is a
+    quoted literal."""
+    described = [(f"TABLE {_table(table)}", table.description)] + [
+        (f"COLUMN {_table(table)}.{_quote(c.name)}", c.description) for c in table.columns
+    ]
+    return [f"COMMENT ON {target} IS {_literal(text)}" for target, text in described if text]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _ddl(columns: tuple[Column, ...]) -> str:

@@ -2,6 +2,8 @@
 a source partition becomes a feature snapshot, the snapshot a prediction partition with the
 lineage of its rows; a step that fails leaves its table as it was."""
 
+import time
+from collections.abc import Callable
 from datetime import date
 
 import mlflow
@@ -9,7 +11,7 @@ import pandas as pd
 import pytest
 
 from coverage_serving.config import ModelConfig, ServingConfig
-from coverage_serving.core.batch import refresh_features, score_into_table
+from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
 from coverage_serving.core.contracts import ContractViolation
 from coverage_serving.core.served_version import load_served_model
 from coverage_serving.core.tables import (
@@ -98,6 +100,58 @@ def test_score_into_table_writes_one_prediction_per_feature_row_with_its_lineage
     ]
     assert predictions["scored_at"].nunique() == 1  # one scoring time for the partition
     assert result.details[VERSION_COLUMN] == model.ref.version
+
+
+def timed(step: Callable[[], StepResult]) -> tuple[StepResult, float]:
+    """The step's result and its wall time, measured around the call."""
+    start = time.perf_counter()
+    result = step()
+    return result, time.perf_counter() - start
+
+
+def assert_accounts_for(result: StepResult, seconds: float) -> None:
+    """The step's `*_seconds` add up to its wall time: none is missing, none counted twice."""
+    accounted = sum(result.timings.values())
+    assert all(key.endswith("_seconds") for key in result.timings)
+    assert accounted == pytest.approx(seconds, rel=0.1, abs=0.02), result.timings
+
+
+def test_the_timings_of_both_steps_add_up_to_their_wall_time(
+    warehouse: Warehouse, state: LocalState, store: ModelConfig
+) -> None:
+    # Chunks of 50 rows: the timeline alternates between waiting for a chunk and writing it.
+    chunked = store.model_copy(update={"chunk_rows": 50})
+    features, features_seconds = timed(
+        lambda: refresh_features(warehouse, chunked, PARTITION, "run-1")
+    )
+    loaded = champion(state, store)
+    scored, scoring_seconds = timed(
+        lambda: score_into_table(
+            warehouse, chunked, loaded, PARTITION, "run-2", snapshot_checked=True
+        )
+    )
+
+    assert_accounts_for(features, features_seconds)
+    assert list(features.timings) == [
+        "unmatched_markets_seconds",
+        "write_seconds",
+        "waiting_for_input_seconds",
+        "verify_seconds",
+        "swap_seconds",
+    ]
+    assert set(features.busy) == {"read", "validate"}
+    assert_accounts_for(scored, scoring_seconds)
+    assert list(scored.timings) == [
+        "baselines_seconds",
+        "write_seconds",
+        "waiting_for_scores_seconds",
+        "verify_seconds",
+        "swap_seconds",
+        "profile_write_seconds",
+        "summary_seconds",
+    ]
+    assert set(scored.busy) == {"read", "features", "score"}
+    assert scored.details["input_contract"] == "skipped: checked when the snapshot was written"
 
 
 def test_a_failing_features_step_leaves_the_snapshot_unchanged(

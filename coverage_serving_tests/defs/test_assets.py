@@ -59,6 +59,16 @@ def materialize(
     return run
 
 
+def step_seconds(instance: dg.DagsterInstance, run_id: str, step: str) -> float:
+    """The wall time of the step, from its start to its success in the run's event log."""
+    times = {
+        entry.dagster_event.event_type: entry.timestamp
+        for entry in instance.all_logs(run_id)
+        if entry.step_key == step and entry.dagster_event is not None
+    }
+    return times[dg.DagsterEventType.STEP_SUCCESS] - times[dg.DagsterEventType.STEP_START]
+
+
 def check_results(
     result: dg.ExecuteInProcessResult, partition: str | None = PARTITION.key
 ) -> dict[str, dg.AssetCheckEvaluation]:
@@ -94,14 +104,29 @@ def test_a_partition_is_scored_with_lineage(
     assert sorted(features[model.key_columns[0]]) == sorted(rows[model.key_columns[0]])
 
 
-def test_materialisation_metadata_and_checks(materialize: Materialize) -> None:
+def test_materialisation_metadata_and_checks(
+    materialize: Materialize, instance: dg.DagsterInstance
+) -> None:
     result = materialize("grid")
 
     [written] = result.asset_materializations_for_node("grid_predictions")
     metadata = {key: value.value for key, value in written.metadata.items()}
     assert metadata["dagster/row_count"] == SMALL_ROWS["grid_cells"]
     assert metadata["model_version"] == 1
-    assert metadata["score_seconds"] >= 0
+    assert metadata["model_load_seconds"] > 0  # the run's one partition waited for the load
+    assert metadata["waiting_for_scores_seconds"] >= 0 and metadata["swap_seconds"] >= 0
+    assert metadata["input_contract"] == "skipped: checked when the snapshot was written"
+    assert set(metadata["thread_busy"]) == {"read", "features", "score"}
+    [after] = [
+        event.asset_observation_data.asset_observation.metadata
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_OBSERVATION
+    ]
+    accounted = sum(
+        entry.value for key, entry in (written.metadata | after).items() if key.endswith("_seconds")
+    )
+    seconds = step_seconds(instance, result.run_id, "grid_predictions")
+    assert accounted == pytest.approx(seconds, rel=0.1, abs=0.25)  # the step, all of it
     assert 0 <= metadata["whitespace_score_p01"] <= metadata["whitespace_score_p99"] <= 1
     assert "prediction_summary" not in metadata  # the same numbers, as floats that plot
     checks = check_results(result)
@@ -119,7 +144,9 @@ def test_scoring_trusts_a_snapshot_only_under_the_contract_it_was_checked_by(
     model = small_config.models["store"]
     first = materialize("store")
     [scored] = first.asset_materializations_for_node("store_predictions")
-    assert scored.metadata["input_contract"].value == "checked when the snapshot was written"
+    assert (
+        scored.metadata["input_contract"].value == "skipped: checked when the snapshot was written"
+    )
     before = warehouse.read_partition(predictions_table(model), PARTITION)
 
     # The contract narrows after the snapshot was written: a store type it holds is refused.
@@ -396,10 +423,16 @@ def test_versions_are_recorded_with_their_servability(
     assert first.metadata["servable"].value is True
     assert first.metadata["run_id"].value
     assert first.metadata["signature_inputs"].value["months_open"] == "long"
+    # The demo's training metrics on its holdout, one number each, and the logged model.
+    assert first.metadata["model_id"].value.startswith("m-")
+    assert first.metadata["metric_rmse"].value > 0
+    assert first.metadata["metric_mae"].value > 0
+    assert 0 < first.metadata["metric_r2"].value <= 1
     assert check_results(good, partition=None)["servable"].passed
     [second] = bad.asset_materializations_for_node("store_model")
     assert second.metadata["servable"].value is False
     assert "months_open" not in second.metadata["signature_inputs"].value
+    assert not [key for key in second.metadata if key.startswith("metric_")]  # none logged
     check = check_results(bad, partition=None)["servable"]
     assert not check.passed
     assert "configured feature 'months_open' is not in the signature" in str(

@@ -19,10 +19,11 @@ TABLE = TableSpec(
         Column("market", "string"),
         Column("month", "date"),
         Column("score", "float"),
-        Column("note", "string", nullable=True),
+        Column("note", "string", nullable=True, description="the scorer's note"),
         Column("version", "int"),
         Column("scored_at", "timestamp"),
     ),
+    "Scores of the warehouse tests",
 )
 HISTORY = history_of(TABLE, "scores_history")
 JANUARY = Partition("IN", date(2026, 1, 1))

@@ -86,6 +86,11 @@ def test_the_table_is_created_from_the_contract(
     assert table.time_partitioning.type_ == "MONTH"
     assert table.time_partitioning.field == "month"
     assert table.clustering_fields == ["market"]
+    # The contract's descriptions, in BigQuery's catalog (the emulator keeps them too).
+    assert table.description == "Scores of the warehouse tests"
+    assert {f.name: f.description for f in table.schema if f.description} == {
+        "note": "the scorer's note"
+    }
 
 
 def test_a_failure_between_staging_and_swap_keeps_the_old_rows(

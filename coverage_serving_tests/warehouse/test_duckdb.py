@@ -55,6 +55,15 @@ def test_a_new_table_gets_typed_columns(warehouse: DuckDBWarehouse, database: Pa
         ("version", "BIGINT", "NO"),
         ("scored_at", "TIMESTAMP WITH TIME ZONE", "NO"),
     ]
+    # The descriptions of the contract, as DuckDB's comments.
+    assert sql(database, "SELECT comment FROM duckdb_tables() WHERE table_name = 'scores'") == [
+        ("Scores of the warehouse tests",)
+    ]
+    assert sql(
+        database,
+        "SELECT column_name, comment FROM duckdb_columns() "
+        "WHERE table_name = 'scores' AND comment IS NOT NULL",
+    ) == [("note", "the scorer's note")]
 
 
 @pytest.mark.parametrize(
