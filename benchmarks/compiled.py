@@ -109,15 +109,15 @@ def report(home: Path, rss_at_10m: bool) -> None:
         raw = script["predict_seconds"]
         print(
             f"{rows:>10,} rows: product compiled {fast['seconds']:.2f}s "
-            f"({rows / fast['seconds']:,.0f} rows/s, score {fast['score_seconds']:.2f}s, peak "
-            f"{fast['peak_rss_mb']:.0f} MB) | product own predict {own['seconds']:.2f}s "
-            f"({rows / own['seconds']:,.0f} rows/s, score {own['score_seconds']:.2f}s, peak "
-            f"{own['peak_rss_mb']:.0f} MB) | script {script['seconds']:.2f}s (peak "
+            f"({rows / fast['seconds']:,.0f} rows/s, peak {fast['peak_rss_mb']:.0f} MB) | "
+            f"product own predict {own['seconds']:.2f}s ({rows / own['seconds']:,.0f} rows/s, "
+            f"peak {own['peak_rss_mb']:.0f} MB) | script {script['seconds']:.2f}s (peak "
             f"{script['peak_rss_mb']:.0f} MB) | raw predict {raw:.2f}s | compiled/raw "
             f"{raw / fast['seconds']:.2f}x, compiled/own {own['seconds'] / fast['seconds']:.2f}x, "
             f"compiled/script {script['seconds'] / fast['seconds']:.2f}x",
             flush=True,
         )
+        print(f"  compiled, where its seconds went: {_segments(fast)}", flush=True)
     for market, rows in (BIG if rss_at_10m else {}).items():
         key = f"{market}|{scale.MONTH}"
         fast = scale.in_process(home, "product", "compiled", key, script=__file__)
@@ -126,6 +126,13 @@ def report(home: Path, rss_at_10m: bool) -> None:
             f"{fast['peak_rss_mb']:.0f} MB",
             flush=True,
         )
+
+
+def _segments(run: dict[str, Any]) -> str:
+    """A product run's wall-time segments (core.stopwatch), largest first."""
+    segments = {k.removesuffix("_seconds"): v for k, v in run.items() if k.endswith("_seconds")}
+    ordered = sorted(segments.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in ordered if seconds >= 0.05)
 
 
 def main() -> None:

@@ -188,12 +188,13 @@ def product_run(home: Path, first: str, last: str, assets: str) -> dict[str, Any
         )
         seconds = time.perf_counter() - started
         materialised = result.asset_materializations_for_node(selection[0])
-    # Each partition's materialisation records its rows.
+        observed = result.asset_observations_for_node(selection[0])
+    # Each partition's materialisation records its rows and where its wall time went; the
+    # step's observation where the rest of it went (core.stopwatch), summed over partitions.
     rows = sum(int(m.metadata["dagster/row_count"].value) for m in materialised)
-    timings = {
-        key: round(sum(float(m.metadata[key].value) for m in materialised if key in m.metadata), 2)
-        for key in ("read_seconds", "validate_seconds", "score_seconds")
-    }
+    recorded = [m.metadata for m in [*materialised, *observed]]
+    segments = dict.fromkeys(k for m in recorded for k in m if k.endswith("_seconds"))
+    timings = {k: round(sum(float(m[k].value) for m in recorded if k in m), 2) for k in segments}
     return {
         "seconds": seconds,
         "rows": rows,
