@@ -150,14 +150,24 @@ def demo(config: ServingConfig, state: LocalState, warehouse: Warehouse) -> int:
     import dagster as dg
 
     from coverage_serving.definitions import build_definitions
-    from coverage_serving.demo.runner import describe_predictions, ensure_demo_models, run_main_jobs
+    from coverage_serving.demo.runner import (
+        describe_predictions,
+        ensure_demo_models,
+        record_served_versions,
+        run_main_jobs,
+    )
 
     for registered in ensure_demo_models(config, state):
         print(f"demo model registered: {registered}")
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        failed = run_main_jobs(build_definitions(config, state), config, instance)
-    print(f"main jobs finished in {time.perf_counter() - started:.1f}s")
+        defs = build_definitions(config, state)
+        failed = run_main_jobs(defs, config, instance)
+        print(f"main jobs finished in {time.perf_counter() - started:.1f}s")
+        # After scoring: a version is compiled against the latest feature partition.
+        recorded, unrecorded = record_served_versions(defs, config, state, instance)
+        print("\n".join(recorded))
+        failed += unrecorded
     for line in describe_predictions(warehouse, config):
         print(line)
     if failed:

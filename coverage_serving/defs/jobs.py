@@ -23,6 +23,10 @@ def scoring_job_name(model: ModelConfig) -> str:
     return f"score_{model.name}"
 
 
+def versions_job_name(model: ModelConfig) -> str:
+    return f"record_{model.name}_versions"
+
+
 def build_scoring_job(model: ModelConfig) -> AssetJob:
     return dg.define_asset_job(
         name=scoring_job_name(model),
@@ -50,7 +54,7 @@ def build_shadow_job(model: ModelConfig) -> AssetJob | None:
 
 def build_versions_job(model: ModelConfig) -> AssetJob:
     return dg.define_asset_job(
-        name=f"record_{model.name}_versions",
+        name=versions_job_name(model),
         selection=dg.AssetSelection.assets(version_asset_key(model)),
         partitions_def=model_versions_partitions(model),
         description=f"Record a registered version of {model.registered_model} and its servability.",

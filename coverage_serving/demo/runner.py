@@ -1,6 +1,8 @@
 """What `coverage-serving demo` does: fill in missing demo data and models, then run the main
-job of every model for every partition and report what the prediction tables hold."""
+job of every model for every partition, record each served version (which compiles it) and
+report what the prediction tables hold."""
 
+import time
 from collections.abc import Iterable
 
 import dagster as dg
@@ -8,7 +10,8 @@ import dagster as dg
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.served_version import served_version
 from coverage_serving.core.tables import predictions_table, source_table
-from coverage_serving.defs.jobs import scoring_job_name
+from coverage_serving.defs.jobs import scoring_job_name, versions_job_name
+from coverage_serving.defs.names import model_versions_partitions, version_asset_key
 from coverage_serving.defs.partitions import all_partitions_tags, model_partitions
 from coverage_serving.demo.data import DEFAULT_ROWS, GENERATORS
 from coverage_serving.demo.models import train_demo_model
@@ -77,6 +80,46 @@ def run_main_jobs(
         if not result.success:
             failed.append(f"{job.name} (run {result.run_id})")
     return failed
+
+
+def record_served_versions(
+    defs: dg.Definitions, config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> tuple[list[str], list[str]]:
+    """Record each model's served version as the registry sensor does (its partition added,
+    then `record_<model>_versions` run), which compiles a LightGBM version: without it the
+    demo never compiles. One line per model on how it went, and the failed runs."""
+    registry = open_registry(config.registry, state)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    lines, failed = [], []
+    for model in config.models.values():
+        version = str(served_version(registry, model).version)
+        instance.add_dynamic_partitions(model_versions_partitions(model).name, [version])
+        job = defs.resolve_job_def(versions_job_name(model))
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            partition_key=version, instance=instance, run_config=quiet, raise_on_error=False
+        )
+        seconds = time.perf_counter() - started
+        where = f"{model.name} v{version}"
+        if not result.success:
+            lines.append(f"{where}: not recorded ({seconds:.1f} s)")
+            failed.append(f"{job.name} (run {result.run_id})")
+            continue
+        [recorded] = result.asset_materializations_for_node(version_asset_key(model).path[-1])
+        lines.append(f"{where}: {_compiled_words(recorded.metadata)} ({seconds:.1f} s)")
+    return lines, failed
+
+
+def _compiled_words(metadata: dict[str, dg.MetadataValue]) -> str:
+    if "compiled" not in metadata:
+        return "not compiled: not servable"
+    outcome = str(metadata["compiled"].value)
+    if outcome != "compiled":
+        return outcome
+    equal = int(metadata["compiled_rows_bitwise_equal"].value)
+    compared = int(metadata["compiled_rows_compared"].value)
+    seconds = float(metadata["compiled_compile_seconds"].value)
+    return f"compiled in {seconds:.1f} s, {equal:,} of {compared:,} rows bitwise equal"
 
 
 def describe_predictions(warehouse: Warehouse, config: ServingConfig) -> Iterable[str]:

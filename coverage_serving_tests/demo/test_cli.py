@@ -1,5 +1,7 @@
 """`coverage-serving demo` end to end on the small config: twice, with the same tables."""
 
+import re
+
 import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
@@ -52,6 +54,9 @@ def test_demo_scores_every_partition_and_is_safe_to_rerun(
         f"serving.grid_predictions: 4 partitions, {4 * SMALL_ROWS['grid_cells']:,} rows" in printed
     )
     assert "  IN     2026-02-01        400  1" in printed
+    # Each served version recorded after scoring: the LightGBM grid model compiled, exactly.
+    assert "store v1: not compiled: not a LightGBM model (" in printed
+    assert re.search(r"grid v1: compiled in [\d.]+ s, ([\d,]+) of \1 rows bitwise equal", printed)
 
     assert cli.main(["demo"]) == 0
 
