@@ -2,6 +2,7 @@
 the command line."""
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import dagster as dg
 import uvicorn
+from fastapi import FastAPI
 
 from coverage_serving.config import ConfigError, ModelConfig, ServingConfig, load_serving_config
 from coverage_serving.core.drift_summary import drift_summary
@@ -26,6 +28,8 @@ from coverage_serving.demo.runner import (
 from coverage_serving.errors import ServingError
 from coverage_serving.instance.pools import release_run
 from coverage_serving.online.app import build_app
+from coverage_serving.online.auth import hash_key, keyring_of, new_key
+from coverage_serving.online.exposure import require_safe_exposure
 from coverage_serving.registry import ModelRegistry, RequestPolicy
 from coverage_serving.settings import REPO_ROOT, LocalState
 from coverage_serving.warehouse import Warehouse
@@ -53,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (each loads every model)"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback address without online.auth (logged as such)",
+    )
+    commands.add_parser(
+        "api-key",
+        help="a new API key for a client, and the hash line to add to the keys document",
+    )
     drift = commands.add_parser(
         "drift", help="the monitoring checks of every profiled partition of a model"
     )
@@ -80,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "release-run":
             return release(args.run_id)
+        if args.command == "api-key":
+            return api_key()
         config = load_serving_config()
         if args.command == "train-demo-model":
             return train(config, state, args.model, args.alias)
@@ -88,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             return dev(state, args.dagster_port, args.mlflow_port)
         if args.command == "serve":
-            return serve(config, state, args.host, args.port)
+            return serve(config, args.host, args.port, args.workers, args.insecure)
         if args.command == "demo-bigquery":
             with running_emulator(state.home / "bigquery") as emulator:
                 os.environ.update(emulator.environment(BIGQUERY_DEMO_DATASET))
@@ -111,8 +129,29 @@ def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) ->
     return demo(config, state, warehouse) if command == "demo" else 0
 
 
-def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int:
+def serve(config: ServingConfig, host: str, port: int, workers: int, insecure: bool) -> int:
     """Serve every configured model over HTTP until interrupted."""
+    configure_online_logging()
+    require_safe_exposure(host, keyring_of(config.online.auth) is not None, insecure)
+    print(f"on-demand scoring: http://{host}:{port}/v1/models  (OpenAPI: /docs)", flush=True)
+    # Each worker process builds its own app (online_app): an import string, not an object.
+    uvicorn.run(
+        "coverage_serving.cli:online_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,  # configure_online_logging's, in this process and each worker
+        access_log=False,  # the audit line says more, and says it once
+    )
+    return 0
+
+
+def online_app() -> FastAPI:
+    """The app of one server process, from the environment the serve command runs in."""
+    configure_online_logging()
+    state = LocalState.from_env()
+    config = load_serving_config()
     policy = config.registry
     registry = ModelRegistry(
         state.tracking_uri,
@@ -121,9 +160,20 @@ def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int
             policy.request_retries, policy.request_backoff_seconds, policy.request_timeout_seconds
         ),
     )
-    app = build_app(config, registry, warehouse_for_deployment(state).open())
-    print(f"on-demand scoring: http://{host}:{port}/v1/models  (OpenAPI: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    warehouse = warehouse_for_deployment(state).open()
+    return build_app(config, registry, warehouse, keyring_of(config.online.auth))
+
+
+def configure_online_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def api_key() -> int:
+    key = new_key()
+    print(f"API key (give it to the client; it is not stored anywhere): {key}")
+    print(f"its hash, for the client's keys list in the keys document: {hash_key(key)}")
     return 0
 
 

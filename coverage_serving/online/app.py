@@ -144,13 +144,13 @@ def build_app(
     async def serving_error(request: Request, err: ServingError) -> JSONResponse:
         status = next(code for kind, code in STATUS_OF_ERROR if isinstance(err, kind))
         body = {**err.metadata(), "message": redact(str(err))}
-        return JSONResponse(body, status_code=status, headers=_headers_of(err))
+        return JSONResponse(_shaped(request, body), status_code=status, headers=_headers_of(err))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
         model = model_of_path.get(request.url.path)
         invalid = wire.InvalidRequestError(model, wire.body_problems(err.errors()))
-        return _error(422, invalid.metadata())
+        return _error(422, _shaped(request, invalid.metadata()))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
@@ -267,6 +267,13 @@ def _keep_refreshing(
     while not stop.wait(online.refresh_seconds):
         for model in served.values():
             model.refresh()
+
+
+def _shaped(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The Open Inference Protocol's clients show only "error": there, it has the message too."""
+    if request.url.path.startswith("/v2/"):
+        return {**body, "error": f"{body['error']}: {body['message']}"}
+    return body
 
 
 def _error(status: int, body: dict[str, Any]) -> JSONResponse:

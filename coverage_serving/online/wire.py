@@ -184,7 +184,7 @@ def rows_validator(model: ModelConfig) -> Callable[[object], list[dict[str, Any]
         except ValidationError as err:
             problems = [
                 {
-                    "field": "rows" + _path(e["loc"]),
+                    "field": "rows" + location(e["loc"]),
                     "problem": e["msg"].removeprefix("Value error, "),
                 }
                 for e in err.errors(include_url=False)
@@ -264,7 +264,7 @@ def body_problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
         if error["type"] == "json_invalid":
             field, problem = "body", f"not JSON: {error['ctx']['error']} at character {loc[0]}"
         else:
-            field = _path(loc[1:] if loc and loc[0] in (KEY, ROWS) else loc) or where
+            field = location(loc[1:] if loc and loc[0] in (KEY, ROWS) else loc) or where
             problem = error["msg"].removeprefix("Value error, ")
         problems.append({"field": field, "problem": problem})
     return problems
@@ -304,7 +304,8 @@ def _kind(body: Any) -> str | None:
     return KEY if KEY in body else ROWS
 
 
-def _path(loc: Sequence[str | int]) -> str:
+def location(loc: Sequence[str | int]) -> str:
+    """A pydantic error location as a field path: rows[0].latitude."""
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)

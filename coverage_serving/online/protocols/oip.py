@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import mlflow
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from coverage_serving.config import ColumnType, ModelConfig
@@ -23,6 +23,7 @@ from coverage_serving.online.service import Service
 
 DATATYPES = {ColumnType.STRING: "BYTES", ColumnType.INT: "INT64", ColumnType.FLOAT: "FP64"}
 BINARY_HEADER = "inference-header-content-length"
+OUR_PARAMETERS = frozenset({"market", "month", "version"})
 
 
 class BinaryTensorsError(ServingError):
@@ -75,6 +76,56 @@ class InferenceResponse(BaseModel):
     id: str
     parameters: dict[str, Any]
     outputs: list[OutputTensor]
+
+
+# Read by hand, not as a FastAPI body: Triton's client sends JSON without saying so in its
+# Content-Type, and FastAPI parses only bodies labelled JSON.
+REQUEST_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {
+                            "type": "object",
+                            "description": "market, month (YYYY-MM-01) and version, optional "
+                            "where the model serves one market, this month, the served version",
+                        },
+                        "inputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "shape", "datatype", "data"],
+                            },
+                        },
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+_REQUEST = TypeAdapter(InferenceRequest)
+
+
+async def inference_request(request: Request, chosen: ServedModel) -> InferenceRequest:
+    if BINARY_HEADER in request.headers:
+        raise BinaryTensorsError(
+            "the binary tensor data extension is not supported: send tensors as JSON data "
+            "(tritonclient: binary_data=False)"
+        )
+    try:
+        return _REQUEST.validate_json(await request.body())
+    except ValidationError as err:
+        problems = [
+            {"field": wire.location(e["loc"]) or "body", "problem": e["msg"]}
+            for e in err.errors(include_url=False)
+        ]
+        raise wire.InvalidRequestError(chosen.config.name, problems) from None
 
 
 def metadata(model: ModelConfig, version: int | None) -> dict[str, Any]:
@@ -166,12 +217,9 @@ def oip_router(service: Service) -> APIRouter:
         body: InferenceRequest,
         path_version: int | None,
     ) -> Response:
-        if BINARY_HEADER in request.headers:
-            raise BinaryTensorsError(
-                "the binary tensor data extension is not supported: send tensors as JSON data "
-                "(tritonclient: binary_data=False)"
-            )
-        parameters = readers[chosen.config.name].read(body.parameters or {}, "parameters")
+        # The protocol's own parameters (timeout, binary_data_output, ...) are not ours.
+        ours = {k: v for k, v in (body.parameters or {}).items() if k in OUR_PARAMETERS}
+        parameters = readers[chosen.config.name].read(ours, "parameters")
         rows = rows_of_tensors(chosen.config, body.inputs)
         require_row_count(len(rows), service.online.max_rows)
         features = frame_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
@@ -203,24 +251,28 @@ def oip_router(service: Service) -> APIRouter:
             }
         )
 
-    @router.post("/models/{model}/infer", response_model=InferenceResponse, responses=wire.ERRORS)
-    async def model_infer(
-        model: ModelName, body: InferenceRequest, request: Request, client: Client = predicting
-    ) -> Response:
-        return await infer(request, service.model(model), client, body, None)
+    documented: dict[str, Any] = {
+        "response_model": InferenceResponse,
+        "responses": wire.ERRORS,
+        "openapi_extra": REQUEST_SCHEMA,
+    }
 
-    @router.post(
-        "/models/{model}/versions/{version}/infer",
-        response_model=InferenceResponse,
-        responses=wire.ERRORS,
-    )
+    @router.post("/models/{model}/infer", **documented)
+    async def model_infer(
+        model: ModelName, request: Request, client: Client = predicting
+    ) -> Response:
+        chosen = service.model(model)
+        return await infer(request, chosen, client, await inference_request(request, chosen), None)
+
+    @router.post("/models/{model}/versions/{version}/infer", **documented)
     async def version_infer(
         model: ModelName,
         version: Annotated[int, Path(ge=1, le=2**31 - 1)],
-        body: InferenceRequest,
         request: Request,
         client: Client = predicting,
     ) -> Response:
-        return await infer(request, service.model(model), client, body, version)
+        chosen = service.model(model)
+        body = await inference_request(request, chosen)
+        return await infer(request, chosen, client, body, version)
 
     return router
