@@ -144,11 +144,11 @@ def test_a_keys_document_that_is_wrong_names_what_without_repeating_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(KEYS_VAR, f"clients: {{a: {{scopes: [predict], keys: [{SCORER}]}}}}")
-    with pytest.raises(ConfigError, match="keys.0") as refused:
+    with pytest.raises(ConfigError, match=r"keys\.0") as refused:
         keyring_of(AuthConfig(keys_env=KEYS_VAR))
     assert SCORER not in str(refused.value)
     monkeypatch.delenv(KEYS_VAR)
-    with pytest.raises(ConfigError, match=f"{KEYS_VAR} is not set"):
+    with pytest.raises(ConfigError, match=rf"{KEYS_VAR} is not set"):
         keyring_of(AuthConfig(keys_env=KEYS_VAR))
 
 
@@ -169,11 +169,7 @@ def test_serving_open_is_allowed_only_on_loopback_or_when_insecure(
 def test_the_server_refuses_to_start_open_on_every_address(tmp_path: Any) -> None:
     served = subprocess.run(
         [sys.executable, "-m", "coverage_serving.cli", "serve", "--host=0.0.0.0", "--port=1"],
-        env={
-            "PATH": "",
-            "COVERAGE_SERVING_HOME": str(tmp_path),
-            "COVERAGE_SERVING_CONFIG": str(SMALL_CONFIG),
-        },
+        env={**os.environ, HOME_VAR: str(tmp_path), "COVERAGE_SERVING_CONFIG": str(SMALL_CONFIG)},
         capture_output=True,
         text=True,
         timeout=120,
