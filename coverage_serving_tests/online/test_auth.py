@@ -158,7 +158,7 @@ def test_serving_open_is_allowed_only_on_loopback_or_when_insecure(
     require_safe_exposure("127.0.0.1", authenticated=False, insecure=False)
     require_safe_exposure("::1", authenticated=False, insecure=False)
     require_safe_exposure("0.0.0.0", authenticated=True, insecure=False)
-    with pytest.raises(ConfigError, match="refusing to serve on 0.0.0.0"):
+    with pytest.raises(ConfigError, match=r"refusing to serve on 0\.0\.0\.0"):
         require_safe_exposure("0.0.0.0", authenticated=False, insecure=False)
     with caplog.at_level(logging.WARNING):
         require_safe_exposure("0.0.0.0", authenticated=False, insecure=True)
