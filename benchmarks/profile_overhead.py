@@ -60,10 +60,10 @@ def step_run(home: Path, monitoring: str) -> dict[str, Any]:
     """One materialisation of the partition's predictions, in this process."""
     if monitoring == "off":
         from coverage_serving.core import batch
-        from coverage_serving.defs import assets
+        from coverage_serving.defs import predictions
 
         batch.Profiler = _NoProfile  # type: ignore[misc]
-        assets._log_plots = lambda *args, **kwargs: None  # nothing profiled, nothing to draw
+        predictions.log_plots = lambda *args, **kwargs: None  # nothing profiled, nothing to draw
     return scale.product_run(home, PARTITION, PARTITION, "predictions")
 
 

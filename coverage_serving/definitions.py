@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from coverage_serving.config import ServingConfig, load_serving_config
-from coverage_serving.defs.assets import build_model_assets, build_version_asset
+from coverage_serving.defs.assets import build_model_assets
 from coverage_serving.defs.jobs import build_scoring_job, build_shadow_job, build_versions_job
 from coverage_serving.defs.new_data import build_new_data_sensor
 from coverage_serving.defs.resources import (
@@ -19,6 +19,7 @@ from coverage_serving.defs.resources import (
 )
 from coverage_serving.defs.schedules import build_refresh_schedule
 from coverage_serving.defs.sensors import build_registry_sensor
+from coverage_serving.defs.versions import build_version_asset
 from coverage_serving.registry import TRACKING_URI_VAR
 from coverage_serving.settings import LocalState
 

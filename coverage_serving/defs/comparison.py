@@ -8,11 +8,10 @@ from coverage_serving.config import ModelConfig
 from coverage_serving.core.compare import PartitionComparison, comparison_of, gate_failures
 from coverage_serving.core.tables import PredictionTarget, predictions_table
 from coverage_serving.defs.checks import log_partition_check
+from coverage_serving.defs.names import CheckName
 from coverage_serving.errors import ServingError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Warehouse
-
-COMPARISON_CHECK = "challenger_comparison"
 
 
 def comparison_spec(model: ModelConfig, key: dg.AssetKey) -> dg.AssetCheckSpec:
@@ -25,7 +24,7 @@ def comparison_spec(model: ModelConfig, key: dg.AssetKey) -> dg.AssetCheckSpec:
         else "none (no promotion_gate: the numbers are information)"
     )
     return dg.AssetCheckSpec(
-        COMPARISON_CHECK,
+        CheckName.CHALLENGER_COMPARISON.value,
         asset=key,
         description=(
             f"Each shadow partition against {model.output_table} on the same keys: rows, mean "
@@ -64,7 +63,7 @@ def compare_partition(
     log_partition_check(
         context,
         key,
-        COMPARISON_CHECK,
+        CheckName.CHALLENGER_COMPARISON.value,
         partition.key,
         passed=not compared.failures,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -94,7 +93,7 @@ def comparison_summary(
     failed = sorted(p.key for p, result in compared.items() if result.failures)
     return dg.AssetCheckResult(
         asset_key=key,
-        check_name=COMPARISON_CHECK,
+        check_name=CheckName.CHALLENGER_COMPARISON.value,
         passed=not failed,
         metadata={
             "partitions_compared": len(compared),

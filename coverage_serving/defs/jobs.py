@@ -6,7 +6,7 @@ import dagster as dg
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.tables import prediction_targets
-from coverage_serving.defs.assets import (
+from coverage_serving.defs.names import (
     features_asset_key,
     model_versions_partitions,
     prediction_asset_key,

@@ -41,3 +41,17 @@ def month_tags(model: ModelConfig, month: date) -> dict[str, str]:
     return partition_range_tags(
         Partition(model.markets[0], month), Partition(model.markets[-1], month)
     )
+
+
+def run_partitions(context: dg.AssetExecutionContext) -> list[Partition]:
+    """The partitions a run covers; a range that selects none fails the run saying so."""
+    keys = context.partition_keys
+    if not keys:
+        # Dagster accepts a range whose ends are out of partition order and selects nothing.
+        tags = context.run.tags
+        raise dg.Failure(
+            description=f"the run's partition range {tags.get(RANGE_START_TAG)}..."
+            f"{tags.get(RANGE_END_TAG)} selects no partition (ends out of order?): "
+            "nothing was done"
+        )
+    return [Partition.parse(key) for key in keys]

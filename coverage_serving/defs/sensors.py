@@ -14,12 +14,12 @@ from coverage_serving.config import ModelConfig
 from coverage_serving.core.reconcile import Held, rectangles, stale
 from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
 from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
-from coverage_serving.defs.assets import (
+from coverage_serving.defs.jobs import AssetJob
+from coverage_serving.defs.names import (
     model_versions_partitions,
     prediction_asset_key,
     version_asset_key,
 )
-from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.partitions import model_partitions, partition_range_tags
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import pin_tags

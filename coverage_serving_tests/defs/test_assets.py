@@ -14,13 +14,11 @@ from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import features_table, history_table, predictions_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import resources_for_deployment
-from coverage_serving.defs.assets import (
-    build_model_assets,
-    build_version_asset,
-    model_versions_partitions,
-)
+from coverage_serving.defs.assets import build_model_assets
+from coverage_serving.defs.names import model_versions_partitions
 from coverage_serving.defs.partitions import all_partitions_tags, partition_range_tags
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
+from coverage_serving.defs.versions import build_version_asset
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState

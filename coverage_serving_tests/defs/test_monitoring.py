@@ -19,7 +19,7 @@ from coverage_serving.config.loader import CONFIG_ENV_VAR
 from coverage_serving.core.tables import features_table, predictions_table, profiles_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import build_definitions
-from coverage_serving.defs import assets
+from coverage_serving.defs import predictions
 from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.demo.data import SHIFTED_FEATURE, SHIFTED_PARTITION
 from coverage_serving.demo.models import _training_frame
@@ -210,7 +210,7 @@ def test_a_plot_that_cannot_be_drawn_does_not_fail_the_run(
     def broken(*args: object) -> list[Path]:
         raise ValueError("no room on the canvas")
 
-    monkeypatch.setattr(assets, "draw_run_plots", broken)
+    monkeypatch.setattr(predictions, "draw_run_plots", broken)
 
     result = score_every_partition(small_config, state, instance)
 

@@ -12,7 +12,7 @@ from coverage_serving.config import ChallengerConfig, PromotionGate
 from coverage_serving.core.served_version import APPROVED_TAG, VERDICT_TAG
 from coverage_serving.core.tables import prediction_targets, predictions_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
-from coverage_serving.defs.comparison import COMPARISON_CHECK
+from coverage_serving.defs.names import CheckName
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.partition import Partition
@@ -87,7 +87,7 @@ def test_a_challenger_is_scored_in_shadow_and_compared_without_touching_the_serv
     evaluations = {
         e.partition: e
         for e in result.get_asset_check_evaluations()
-        if e.check_name == COMPARISON_CHECK
+        if e.check_name == CheckName.CHALLENGER_COMPARISON
     }
     assert set(evaluations) == {"IN|2026-02-01", "ID|2026-02-01", None}  # None: the run's table
     february = evaluations["IN|2026-02-01"]
