@@ -285,6 +285,7 @@ def _widened(model: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
         and name in frame
         and pd.api.types.is_numeric_dtype(frame[name])
         and not pd.api.types.is_bool_dtype(frame[name])
+        and frame[name].dtype != "float64"
     }
     return frame.astype(widen) if widen else frame  # astype({}) would copy the frame
 

@@ -75,6 +75,7 @@ STATUS_OF_ERROR: list[tuple[type[ServingError], int]] = [
     (BadBodyError, 400),
     (UnsupportedMediaTypeError, 415),
     (BinaryTensorsError, 415),
+    (wire.InvalidRequestError, 422),
     (ContractViolation, 422),
     (EmptyPartitionError, 422),
     (UnservableModelError, 422),
@@ -208,7 +209,7 @@ def build_app(
         body: wire.KeyRequest | wire.RowsRequest,
     ) -> Response:
         if isinstance(body, wire.RowsRequest):
-            require_row_count(len(body.rows), online.max_rows)
+            require_row_count(chosen.config, len(body.rows), online.max_rows)
         loaded = await version_for(request, chosen, client, body.version)
         if isinstance(body, wire.KeyRequest):
             # A warehouse query: off the event loop.

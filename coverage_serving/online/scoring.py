@@ -20,6 +20,7 @@ from coverage_serving.lineage import RUN_ID_COLUMN
 from coverage_serving.online.audit import record
 from coverage_serving.online.auth import Client, Scope
 from coverage_serving.online.served import ServedModel, score_rows
+from coverage_serving.online.wire import InvalidRequestError
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 
@@ -56,10 +57,15 @@ class Scored:
             return [date.isoformat(month.date()) for month in values]
         if name == "scored_at":
             return [scored_at.isoformat() for scored_at in values]
+        if values.dtype != object and not values.isna().any():
+            return values.tolist()  # numbers: no null to turn into None
         return values.astype(object).where(values.notna(), None).tolist()
 
 
-def require_row_count(rows: int, max_rows: int) -> None:
+def require_row_count(model: ModelConfig, rows: int, max_rows: int) -> None:
+    if rows == 0:
+        problem = {"field": "rows", "problem": "no rows: give at least one feature row"}
+        raise InvalidRequestError(model.name, [problem])
     if rows > max_rows:
         raise TooManyRowsError(f"{rows} rows in one request; at most {max_rows} (online.max_rows)")
 

@@ -110,7 +110,9 @@ def score_rows(
 ) -> pd.DataFrame:
     """The batch table's rows for these feature rows of `partition`: keys, market, month,
     predictions and lineage, checked by both contracts."""
-    features = features.assign(market=partition.market, month=pd.Timestamp(partition.month))
+    # At the resolution the input contract coerces a date to, so that it has nothing to convert.
+    month = pd.Timestamp(partition.month).as_unit("ns")
+    features = features.assign(market=partition.market, month=month)
     return score_partition(config, loaded, partition, features, Lineage.of(loaded.ref, request_id))
 
 
@@ -121,7 +123,9 @@ def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.Da
     # Not inferred from the values: a float column of whole numbers or nulls only is float64.
     dtypes = {ColumnType.STRING: "object", ColumnType.INT: "int64", ColumnType.FLOAT: "float64"}
     frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    return frame.astype({name: dtypes[spec.type] for name, spec in columns.items()})
+    wanted = {name: dtypes[spec.type] for name, spec in columns.items()}
+    differing = {name: dtype for name, dtype in wanted.items() if frame[name].dtype != dtype}
+    return frame.astype(differing) if differing else frame  # astype({}) would copy the frame
 
 
 def latest_features(

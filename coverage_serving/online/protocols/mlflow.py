@@ -114,15 +114,22 @@ def rows_of_csv(model: ModelConfig, text: str) -> list[dict[str, Any]]:
     columns are left as text, to be ignored as /v1 ignores them."""
     reader = csv.DictReader(io.StringIO(text))
     types = {name: spec.type for name, spec in {**model.keys, **model.features}.items()}
-    rows = []
-    for number, row in enumerate(reader):
-        try:
-            rows.append({name: _typed(types.get(name), value) for name, value in row.items()})
-        except ValueError as err:
-            raise wire.InvalidRequestError(
-                model.name, [{"field": f"rows[{number}]", "problem": str(err)}]
-            ) from None
-    return rows
+    try:
+        return [_typed_row(types, number, row, model) for number, row in enumerate(reader)]
+    except csv.Error as err:
+        raise BadBodyError(f"the body is not CSV: {err}") from None
+
+
+def _typed_row(
+    types: dict[str, ColumnType], number: int, row: dict[Any, Any], model: ModelConfig
+) -> dict[str, Any]:
+    try:
+        if None in row:  # csv.DictReader's key for fields beyond the header's
+            raise ValueError("has more fields than the header")
+        return {name: _typed(types.get(name), value) for name, value in row.items()}
+    except ValueError as err:
+        problem = {"field": f"rows[{number}]", "problem": str(err)}
+        raise wire.InvalidRequestError(model.name, [problem]) from None
 
 
 def _typed(kind: ColumnType | None, text: str | None) -> Any:
@@ -185,7 +192,7 @@ def mlflow_router(service: Service) -> APIRouter:
             )
         parameters = readers[chosen.config.name].read(params, where)
         if isinstance(rows, list):
-            require_row_count(len(rows), max_rows)
+            require_row_count(chosen.config, len(rows), max_rows)
         features = frame_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
         loaded = await version_for(request, chosen, client, parameters.version)
         scored = score(request, chosen, loaded, parameters.partition, features)

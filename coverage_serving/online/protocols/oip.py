@@ -221,7 +221,7 @@ def oip_router(service: Service) -> APIRouter:
         ours = {k: v for k, v in (body.parameters or {}).items() if k in OUR_PARAMETERS}
         parameters = readers[chosen.config.name].read(ours, "parameters")
         rows = rows_of_tensors(chosen.config, body.inputs)
-        require_row_count(len(rows), service.online.max_rows)
+        require_row_count(chosen.config, len(rows), service.online.max_rows)
         features = frame_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
         version = path_version if path_version is not None else parameters.version
         loaded = await version_for(request, chosen, client, version)
