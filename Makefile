@@ -44,6 +44,7 @@ test: $(INSTALLED) $(EMULATOR_INSTALLED) lint
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports  # the layer rule of docs/architecture.md
 
 dev: $(INSTALLED)
 	$(BIN)/coverage-serving dev
