@@ -333,6 +333,8 @@ def _plainly_valid(
     instead of building and running a Pandera validation: for a request of a few rows that took
     most of its time. Never True where Pandera would refuse; False sends the frame to Pandera,
     which names what fails (or passes it: this check only has to be sure, not complete)."""
+    if not frame.columns.is_unique:  # a repeated label selects a frame, not a column
+        return False
     for column in columns:
         if column.name not in frame:
             return False
