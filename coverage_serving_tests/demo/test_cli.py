@@ -1,5 +1,6 @@
 """`coverage-serving demo` end to end on the small config: twice, with the same tables."""
 
+import dagster as dg
 import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
@@ -7,6 +8,8 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving import cli
 from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import predictions_table, source_table
+from coverage_serving.defs.jobs import scoring_job_name
+from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
@@ -37,6 +40,24 @@ def table_contents(warehouse: DuckDBWarehouse, config: ServingConfig) -> dict[st
     return contents
 
 
+# What the Jobs page asks for a job's runs (ui-core PipelineRunsFeedRoot.tsx): the job's name
+# and the tag Dagster derives from a run's remote origin, `<repository>@<code location>`.
+REPOSITORY_LABEL = {".dagster/repository": "__repository__@coverage_serving"}
+
+
+def assert_listed_under_their_jobs(state: LocalState, config: ServingConfig) -> None:
+    with dg.DagsterInstance.get() as instance:
+        assert instance.root_directory == str(state.dagster_home)
+        for model in config.models.values():
+            job = scoring_job_name(model)
+            [run] = instance.get_runs(dg.RunsFilter(job_name=job, tags=REPOSITORY_LABEL))
+            assert run.is_success
+            assert run.remote_job_origin is not None
+            assert run.remote_job_origin.location_name == "coverage_serving"
+            assert run.job_code_origin is not None
+            assert run.tags.items() >= all_partitions_tags(model).items()
+
+
 def test_demo_scores_every_partition_and_is_safe_to_rerun(
     demo_env: LocalState,
     small_config: ServingConfig,
@@ -52,6 +73,8 @@ def test_demo_scores_every_partition_and_is_safe_to_rerun(
         f"serving.grid_predictions: 4 partitions, {4 * SMALL_ROWS['grid_cells']:,} rows" in printed
     )
     assert "  IN     2026-02-01        400  1" in printed
+    assert "  store_predictions  ID|2026-02-01  4/4        300 rows" in printed
+    assert_listed_under_their_jobs(demo_env, small_config)
 
     assert cli.main(["demo"]) == 0
 
