@@ -4,6 +4,7 @@ dialog, and that partition's row count check on the asset's Checks tab.
 
 Screenshots of each step are saved under the test's tmp directory (printed with `-s`)."""
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,11 @@ MARKET, MONTH = "IN", "2026-02-01"
 PARTITION = f"{MARKET}|{MONTH}"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 RUN_STATUS = """query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"""
+PARTITION_RUNS = """query($partition: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $partition}]}) {
+  ... on Runs { results { runId } } } }"""
+UNFINISHED_RUNS = """{ runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) {
+  ... on Runs { results { runId } } } }"""
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: `make install` installs it"
@@ -69,10 +75,18 @@ def test_a_partition_materialised_from_the_ui_shows_its_check(
     shots = Screenshots(page, tmp_path)
     expect = sync_api.expect
     ui = platform.dagster_url
+    # The daemon's first ticks launch runs (the alias moved before it started): on a small
+    # machine their processes starve the webserver, and the dialog below loads for minutes.
+    wait_for(
+        "the runs the daemon launched by itself to finish",
+        lambda: True if not _unfinished_runs(platform) else None,
+        timeout=600,
+    )
 
     page.goto(f"{ui}/locations/coverage_serving/asset-groups/store/lineage")
     for asset in ("store_features", "store_model", "store_predictions"):
         expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Loading")).to_have_count(0)  # each node's status
     shots.take("asset_graph")
 
     # The demo's run (conftest: run_main_jobs on this instance) is listed under its job.
@@ -81,21 +95,34 @@ def test_a_partition_materialised_from_the_ui_shows_its_check(
     shots.take("score_store_runs")
 
     page.goto(f"{ui}/assets/store_predictions")
-    page.get_by_role("button", name="Materialize…").click()
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Select a partition or create one").first.click()
+    # "Materialize…" once the page knows the asset (a disabled "Materialize" before); it
+    # spins while it loads what the dialog needs, and a click meanwhile does nothing.
+    materialize = page.get_by_role("button", name=re.compile(r"\bMaterialize…$"))
+    expect(materialize).to_be_enabled(timeout=180_000)
+    expect(materialize.get_by_role("progressbar")).to_have_count(0, timeout=180_000)
+    shots.take("asset_page")
+    materialize.click()
+    expect(page.get_by_text("Launch runs to materialize store_predictions")).to_be_visible(
+        timeout=180_000
+    )
+    page.get_by_text("Select a partition or create one").first.click()  # the market list
     page.get_by_text(MARKET, exact=True).first.click()
     page.keyboard.press("Escape")  # closes the market list, not the dialog
-    month = dialog.get_by_placeholder("ex: 2026-01-01, 2026-02-01")
+    month = page.get_by_placeholder("ex: 2026-01-01, 2026-02-01")
     month.fill(MONTH)
     month.press("Enter")
-    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    expect(page.get_by_text("1 partition", exact=True)).to_be_visible()
     shots.take("materialize_dialog")
-    dialog.get_by_role("button", name="Launch 1 run").click()
+    page.get_by_role("button", name="Launch 1 run").click()
 
-    page.get_by_role("button", name="View").click()  # on the "Launched run" toast
-    page.wait_for_url(f"{ui}/runs/**")
-    run_id = page.url.rsplit("/", 1)[-1].split("?")[0]
+    # The run it launched (the "Launched run" toast is gone too soon to click reliably): the
+    # only run of this one partition; every other run here covers a range.
+    run_id = wait_for(
+        f"the run of {PARTITION} to be launched",
+        lambda: _run_of_partition(platform, PARTITION),
+        timeout=120,
+    )
+    page.goto(f"{ui}/runs/{run_id}")
     status = wait_for(
         f"run {run_id} of {PARTITION} to finish",
         lambda: _finished_status(platform, run_id),
@@ -116,6 +143,15 @@ def test_a_partition_materialised_from_the_ui_shows_its_check(
     assert PARTITION in cells
     assert "Passed" in cells[0]
     assert f"row_count_change: {SMALL_ROWS['stores']} rows against" in " ".join(cells)
+
+
+def _run_of_partition(platform: Platform, partition: str) -> str | None:
+    runs = platform.graphql(PARTITION_RUNS, partition=partition)["runsOrError"]["results"]
+    return runs[0]["runId"] if runs else None
+
+
+def _unfinished_runs(platform: Platform) -> list[dict]:
+    return platform.graphql(UNFINISHED_RUNS)["runsOrError"]["results"]
 
 
 def _finished_status(platform: Platform, run_id: str) -> str | None:
