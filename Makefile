@@ -51,6 +51,7 @@ test: $(INSTALLED) $(EMULATOR_INSTALLED) lint chromium
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports  # the layer rule of docs/architecture.md
 
 dev: $(INSTALLED)
 	$(BIN)/coverage-serving dev

@@ -18,12 +18,12 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.demo.emulator import running_emulator
 from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import Column, TableSpec
 from coverage_serving.warehouse.bigquery import BigQueryWarehouse
+from coverage_serving.wiring import open_warehouse
 
 ROWS = 100_000
 TABLE = TableSpec(
@@ -70,7 +70,7 @@ def main() -> None:
         with running_emulator(Path(scratch)) as emulator:
             print(f"emulator answering after {time.perf_counter() - started:.2f}s")
             os.environ.update(emulator.environment("bench"))
-            warehouse = warehouse_for_deployment(LocalState(Path(scratch))).open()
+            warehouse = open_warehouse(LocalState(Path(scratch)))
             assert isinstance(warehouse, BigQueryWarehouse)
             first, second = rows(1), rows(2)
             for label, frame in [("write (new table)", first), ("rewrite", second)]:

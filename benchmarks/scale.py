@@ -188,15 +188,8 @@ def product_run(home: Path, first: str, last: str, assets: str) -> dict[str, Any
         )
         seconds = time.perf_counter() - started
         materialised = result.asset_materializations_for_node(selection[0])
-    # Predictions record each partition's rows; a features run over several partitions records
-    # all of them on every partition's materialisation (rows_by_partition).
-    rows_by_partition: dict[str, int] = {}
-    for m in materialised:
-        if "rows_by_partition" in m.metadata:
-            rows_by_partition |= m.metadata["rows_by_partition"].value
-        elif "dagster/row_count" in m.metadata:
-            rows_by_partition[str(m.partition)] = int(m.metadata["dagster/row_count"].value)
-    rows = sum(rows_by_partition.values())
+    # Each partition's materialisation records its rows.
+    rows = sum(int(m.metadata["dagster/row_count"].value) for m in materialised)
     timings = {
         key: round(sum(float(m.metadata[key].value) for m in materialised if key in m.metadata), 2)
         for key in ("read_seconds", "validate_seconds", "score_seconds")

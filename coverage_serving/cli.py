@@ -1,33 +1,25 @@
 """`coverage-serving`: the demo, its data and its models, and freeing a dead run's pools, from
-the command line."""
+the command line. Only the commands that run Dagster (demo, demo-data, dev, release-run) import
+it: the others assemble the warehouse and registry through coverage_serving/wiring.py."""
 
 import argparse
 import os
 import sys
 import time
 
-import dagster as dg
 import uvicorn
 
 from coverage_serving.config import ConfigError, ModelConfig, ServingConfig, load_serving_config
 from coverage_serving.core.drift_summary import drift_summary
 from coverage_serving.core.monitoring import ProfileStore
-from coverage_serving.definitions import build_definitions, warehouse_for_deployment
 from coverage_serving.demo.emulator import running_emulator
 from coverage_serving.demo.models import train_demo_model
-from coverage_serving.demo.runner import (
-    describe_predictions,
-    ensure_demo_models,
-    run_main_jobs,
-    write_demo_sources,
-)
 from coverage_serving.errors import ServingError
-from coverage_serving.instance.pools import release_run
 from coverage_serving.local_servers import Server, run_until_interrupted
 from coverage_serving.online.app import build_app
-from coverage_serving.registry import ModelRegistry, RequestPolicy
 from coverage_serving.settings import REPO_ROOT, LocalState
 from coverage_serving.warehouse import Warehouse
+from coverage_serving.wiring import open_registry, open_warehouse
 
 BIGQUERY_DEMO_DATASET = "coverage"
 
@@ -106,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) -> int:
     """Fill in the demo sources of the deployment's warehouse; for `demo`, score them too."""
-    warehouse = warehouse_for_deployment(state).open()
+    from coverage_serving.demo.runner import write_demo_sources
+
+    warehouse = open_warehouse(state)
     written = write_demo_sources(warehouse, config)
     print(f"demo sources: {written} partition(s) generated")
     return demo(config, state, warehouse) if command == "demo" else 0
@@ -114,15 +108,7 @@ def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) ->
 
 def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int:
     """Serve every configured model over HTTP until interrupted."""
-    policy = config.registry
-    registry = ModelRegistry(
-        state.tracking_uri,
-        policy.allow_pickled_models,
-        RequestPolicy(
-            policy.request_retries, policy.request_backoff_seconds, policy.request_timeout_seconds
-        ),
-    )
-    app = build_app(config, registry, warehouse_for_deployment(state).open())
+    app = build_app(config, open_registry(config.registry, state), open_warehouse(state))
     print(f"on-demand scoring: http://{host}:{port}/v1/models  (OpenAPI: /docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
@@ -131,9 +117,8 @@ def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int
 def drift(config: ServingConfig, state: LocalState, name: str, market: str | None) -> int:
     """Print the monitoring checks of the model's profiled partitions, as the UI shows them."""
     model = _configured(config, name)
-    registry = ModelRegistry(state.tracking_uri, config.registry.allow_pickled_models)
-    store = ProfileStore(warehouse_for_deployment(state).open(), model)
-    for line in drift_summary(store, registry, model, market):
+    store = ProfileStore(open_warehouse(state), model)
+    for line in drift_summary(store, open_registry(config.registry, state), model, market):
         print(line)
     return 0
 
@@ -147,6 +132,10 @@ def train(config: ServingConfig, state: LocalState, name: str, alias: str | None
 
 
 def release(run_id: str) -> int:
+    import dagster as dg
+
+    from coverage_serving.instance.pools import release_run
+
     with dg.DagsterInstance.get() as instance:
         print(release_run(instance, run_id))
     return 0
@@ -159,6 +148,11 @@ def _configured(config: ServingConfig, name: str) -> ModelConfig:
 
 
 def demo(config: ServingConfig, state: LocalState, warehouse: Warehouse) -> int:
+    import dagster as dg
+
+    from coverage_serving.definitions import build_definitions
+    from coverage_serving.demo.runner import describe_predictions, ensure_demo_models, run_main_jobs
+
     for registered in ensure_demo_models(config, state):
         print(f"demo model registered: {registered}")
     started = time.perf_counter()

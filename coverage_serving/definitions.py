@@ -1,39 +1,26 @@
 """The one Dagster Definitions of coverage_serving: assets, jobs, sensors and schedules from the
-serving config, resources chosen by deployment."""
+serving config, resources chosen by deployment (coverage_serving/wiring.py)."""
 
 import os
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from coverage_serving.config import ServingConfig, load_serving_config
 from coverage_serving.defs.assets import build_model_assets
 from coverage_serving.defs.jobs import build_scoring_job, build_shadow_job, build_versions_job
 from coverage_serving.defs.new_data import build_new_data_sensor
-from coverage_serving.defs.resources import (
-    BigQueryWarehouseResource,
-    DuckDBWarehouseResource,
-    EndpointBigQueryResource,
-    RegistryResource,
-    WarehouseResource,
-)
+from coverage_serving.defs.resources import RegistryResource, warehouse_resource
 from coverage_serving.defs.schedules import build_refresh_schedule
 from coverage_serving.defs.sensors import build_registry_sensor
 from coverage_serving.defs.versions import build_version_asset
 from coverage_serving.registry import TRACKING_URI_VAR
 from coverage_serving.settings import LocalState
-
-WAREHOUSE_VAR = "COVERAGE_SERVING_WAREHOUSE"
-# DuckDB's buffer pool defaults to 80% of RAM and keeps the blocks a run touched, so a run's
-# memory grew with its partition (3.9 GB at 5M rows). Bounded, it spills to disk instead, and
-# rows need no insertion order: 1.3 GB and 30% faster; 128 MB instead of 256 MB took another
-# 0.1 GB off at 5M rows at no measurable cost (benchmarks/scale.py).
-DUCKDB_SETTINGS = {"memory_limit": "128MB", "preserve_insertion_order": False}
+from coverage_serving.wiring import warehouse_target
 
 
 def resources_for_deployment(config: ServingConfig, state: LocalState) -> dict[str, object]:
     return {
-        "warehouse": warehouse_for_deployment(state),
+        "warehouse": warehouse_resource(warehouse_target(state)),
         "registry": RegistryResource(
             tracking_uri=_tracking_uri(state),
             allow_pickled_models=config.registry.allow_pickled_models,
@@ -50,35 +37,6 @@ def _tracking_uri(state: LocalState) -> str:
     if os.environ.get(TRACKING_URI_VAR):
         return dg.EnvVar(TRACKING_URI_VAR)  # type: ignore[return-value]
     return state.tracking_uri
-
-
-def warehouse_for_deployment(state: LocalState) -> WarehouseResource:
-    """The one environment switch: COVERAGE_SERVING_WAREHOUSE, duckdb (default) or bigquery."""
-    warehouse = os.environ.get(WAREHOUSE_VAR, "duckdb")
-    if warehouse == "duckdb":
-        return DuckDBWarehouseResource(
-            duckdb=DuckDBResource(
-                database=str(state.warehouse_path), connection_config=DUCKDB_SETTINGS
-            )
-        )
-    if warehouse == "bigquery":
-        return BigQueryWarehouseResource(
-            bigquery=EndpointBigQueryResource(
-                project=_required("BIGQUERY_PROJECT"),
-                location=os.environ.get("BIGQUERY_LOCATION"),
-                api_endpoint=os.environ.get("BIGQUERY_API_ENDPOINT"),
-            ),
-            dataset=_required("BIGQUERY_DATASET"),
-            storage_endpoint=os.environ.get("BIGQUERY_STORAGE_ENDPOINT"),
-        )
-    raise ValueError(f"{WAREHOUSE_VAR}={warehouse!r} is not supported; expected duckdb or bigquery")
-
-
-def _required(variable: str) -> str:
-    value = os.environ.get(variable)
-    if not value:
-        raise ValueError(f"{WAREHOUSE_VAR}=bigquery needs {variable} to be set")
-    return value
 
 
 def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definitions:
@@ -123,4 +81,8 @@ def build_definitions(config: ServingConfig, state: LocalState) -> dg.Definition
     )
 
 
-defs = build_definitions(load_serving_config(), LocalState.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What workspace.yaml and `[tool.dagster]` load: built when Dagster loads the code
+    location, not when this module is imported."""
+    return build_definitions(load_serving_config(), LocalState.from_env())

@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlparse
 
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
@@ -69,12 +71,24 @@ class ModelVersionRef:
         return f"models:/{self.name}/{self.version}"
 
 
+class Predictor(Protocol):
+    def predict(self, features: pd.DataFrame) -> Any: ...
+
+
 @dataclass(frozen=True)
 class LoadedModel:
+    """A version loaded for scoring. `compiled`, when set, predicts exactly as the model does
+    (within its configured tolerance; core.compiled) and is what scoring uses; `scored_with`
+    says which of the two predicts, and why."""
+
     ref: ModelVersionRef
     pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+    compiled: Predictor | None = None
+    scored_with: str = "the model's own predict"
 
     def predict(self, features: pd.DataFrame) -> Any:
+        if self.compiled is not None:
+            return self.compiled.predict(features)
         return self.pyfunc.predict(features)
 
 
@@ -200,22 +214,33 @@ class ModelRegistry:
             f"version {ref.version}",
             lambda: self._client.get_model_version(ref.name, str(ref.version)),
         )
-        metrics = (
-            self._ask(
-                ref.name, "training run", lambda: self._client.get_run(ref.run_id)
-            ).data.metrics
-            if ref.run_id
-            else {}
-        )
+        model_id = _logged_model_id(found)
         return {
             "version": ref.version,
             "run_id": found.run_id,
-            "model_id": getattr(found, "model_id", None),
+            "model_id": model_id,
             "source": found.source,
             "created_at": datetime.fromtimestamp(found.creation_timestamp / 1000, UTC).isoformat(),
             "aliases": sorted(found.aliases),
-            "metrics": metrics,
+            "metrics": self._metrics(ref, model_id),
         }
+
+    def _metrics(self, ref: ModelVersionRef, model_id: str | None) -> dict[str, float]:
+        """The metrics logged to the version's model (MLflow 3), else those of its training run
+        (a version logged before MLflow 3 has no logged model)."""
+        if model_id:
+            logged = self._ask(
+                ref.name, "logged model", lambda: self._client.get_logged_model(model_id)
+            )
+            # Each metric's latest value: a metric logged at several steps keeps its last.
+            ordered = sorted(logged.metrics or [], key=lambda m: (m.step, m.timestamp))
+            return {metric.key: metric.value for metric in ordered}
+        if ref.run_id:
+            run_id = ref.run_id
+            return self._ask(
+                ref.name, "training run", lambda: self._client.get_run(run_id)
+            ).data.metrics
+        return {}
 
     def signature(self, ref: ModelVersionRef) -> dict[str, str] | None:
         """The version's signature input types, read from its MLmodel file without loading it."""
@@ -307,6 +332,17 @@ class ModelRegistry:
 
 _LOADED: dict[tuple[str, str, int, bool], Any] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def _logged_model_id(version: ModelVersion) -> str | None:
+    """The logged model the version was registered from. The sqlite registry does not store it
+    on the version (`model_id` is None there), but the version's source names it:
+    `models:/<model_id>`, where a version registered from another one has `models:/<name>/<n>`."""
+    if version.model_id:
+        return version.model_id
+    location = urlparse(version.source)
+    model_id = location.path.lstrip("/")
+    return model_id if location.scheme == "models" and "/" not in model_id else None
 
 
 @contextmanager

@@ -103,7 +103,9 @@ class PredictionSpec(_Strict):
 
 class RegistryConfig(_Strict):
     # Loading a pickled (or skops) model runs code from the artifact: serving such models is a
-    # trust decision about the registry, made here explicitly rather than by a default.
+    # trust decision about the registry, made here explicitly rather than by a default. The
+    # compiled form of a tree model (core.compiled) is native code stored with the version:
+    # loading it trusts the registry the same way, so this same switch governs it.
     allow_pickled_models: bool = False
     # A registry server that does not answer: retries with exponential backoff, each request
     # bounded by the timeout, then a clear failure (MLflow's own defaults wait minutes).
@@ -195,6 +197,13 @@ class PromotionGate(_Strict):
     max_abs_mean_shift: float | None = Field(default=None, ge=0)
 
 
+class Compiled(StrEnum):
+    # A LightGBM version is compiled to native code once (lleaves) and scored with the compiled
+    # form when it predicted exactly like the model on real rows (core.compiled).
+    AUTO = "auto"
+    OFF = "off"  # always the model's own predict
+
+
 class HistoryConfig(_Strict):
     """The rows a partition's rescoring replaces move to `<output_table>_history`."""
 
@@ -223,6 +232,10 @@ class ModelConfig(_Strict):
     promotion_gate: PromotionGate | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
     history: HistoryConfig = HistoryConfig()
+    compiled: Compiled = Compiled.AUTO
+    # The largest absolute difference from the model's own predictions the compiled form may
+    # show on the compared rows; 0 (default) is bitwise equality.
+    compiled_max_abs_diff: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "ModelConfig":

@@ -32,9 +32,10 @@ from coverage_serving.core.monitoring import (
     blocking_errors,
     judge,
 )
-from coverage_serving.core.pipeline import ahead
+from coverage_serving.core.pipeline import ahead, closing
 from coverage_serving.core.profile import Profile, Profiler
 from coverage_serving.core.scoring import score_valid_features
+from coverage_serving.core.stopwatch import Stopwatch
 from coverage_serving.core.tables import (
     PredictionTarget,
     features_table,
@@ -54,7 +55,7 @@ from coverage_serving.lineage import RUN_ID_COLUMN, VERSION_COLUMN, Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel
 from coverage_serving.warehouse import Warehouse
-from coverage_serving.warehouse.base import History, Staged
+from coverage_serving.warehouse.base import History, Staged, Verify
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 T = TypeVar("T")
@@ -63,23 +64,29 @@ U = TypeVar("U")
 
 @dataclass
 class StepResult:
+    """What a step wrote: `timings` are the segments of its wall time (core.stopwatch), each
+    `<segment>_seconds`; `busy` the seconds each stage of the stream kept its thread busy, which
+    overlap and so do not add up to the step."""
+
     rows: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    busy: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
-    def timed_each(self, step: str, chunks: Iterable[T], work: Callable[[T], U]) -> Iterator[U]:
-        """work(chunk) for each chunk, adding the time it takes to `<step>_seconds`."""
-        with _closing(chunks):
+    def timed_each(self, stage: str, chunks: Iterable[T], work: Callable[[T], U]) -> Iterator[U]:
+        """work(chunk) for each chunk, adding the time it takes to the stage's busy time."""
+        with closing(chunks):
             for chunk in chunks:
                 start = time.perf_counter()
                 done = work(chunk)
-                self._add(step, time.perf_counter() - start)
+                self._add(stage, time.perf_counter() - start)
                 yield done
 
     def timed_reads(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        """The non-empty chunks, adding the time spent waiting for them to `read_seconds`."""
+        """The non-empty chunks, adding the time spent waiting for them to the busy time of
+        `read`."""
         iterator = iter(chunks)
-        with _closing(iterator):
+        with closing(iterator):
             while True:
                 start = time.perf_counter()
                 chunk = next(iterator, None)
@@ -89,21 +96,8 @@ class StepResult:
                 if len(chunk):
                     yield chunk
 
-    def _add(self, step: str, seconds: float) -> None:
-        key = f"{step}_seconds"
-        self.timings[key] = round(self.timings.get(key, 0.0) + seconds, 3)
-
-
-@contextmanager
-def _closing(items: Iterable[Any]) -> Iterator[None]:
-    """Close a generator when its consumer stops, even on an error: what it opened (a warehouse
-    connection) is released now, not when the error's traceback is collected."""
-    try:
-        yield
-    finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+    def _add(self, stage: str, seconds: float) -> None:
+        self.busy[stage] = round(self.busy.get(stage, 0.0) + seconds, 3)
 
 
 @dataclass
@@ -126,6 +120,7 @@ def refresh_features(
     Under the quarantine policy the invalid rows go to the rejected table instead, unless
     there are more of them than the model allows. Rows of the month whose market is none of
     the model's are counted in the result, or fail the partition if the model says so."""
+    clock = Stopwatch()
     result, tally = StepResult(), _Tally()
     chunks = result.timed_reads(
         warehouse.read_batches(source_table(model), partition, model.chunk_rows)
@@ -150,15 +145,20 @@ def refresh_features(
 
     with _naming(model, partition):
         result.details = _unmatched_markets(warehouse, model, partition)
+        clock.lap("unmatched_markets")
+        validated = ahead(result.timed_each("validate", chunks, check))
         result.rows = warehouse.replace_partition(
             features_table(model),
             partition,
-            ahead(result.timed_each("validate", chunks, check)),
+            clock.waiting("waiting_for_input", validated, between="write"),
             keys=model.key_columns,
-            verify=verify,
+            verify=_timed(clock, verify),
         )
+        clock.lap("swap")
         if model.invalid_rows == InvalidRows.QUARANTINE:
             result.details |= _record_rejections(warehouse, model, partition, tally, run_id)
+            clock.lap("rejections")
+    result.timings = clock.timings()
     return result
 
 
@@ -184,6 +184,7 @@ def score_into_table(
     The snapshot is checked against the input contract again unless `snapshot_checked` says
     it was written under the contract in force now: re-checking rows the features step
     checked cost a tenth of the scoring time (benchmarks/README.md)."""
+    clock = Stopwatch()
     target = target or served_target(model)
     result, tally = StepResult(), _Tally()
     lineage = Lineage.of(loaded.ref, run_id)  # one scored_at for the whole partition
@@ -195,6 +196,7 @@ def score_into_table(
     features_profile = Profiler(model.numeric_features, model.categorical_features, found.edges())
     predictions_profile = Profiler(model.prediction_columns, [], found.edges())
     outcomes: list[Outcome] = []
+    clock.lap("baselines")
 
     def check(features: pd.DataFrame) -> pd.DataFrame:
         tally.count(features)
@@ -247,19 +249,21 @@ def score_into_table(
         warehouse.read_batches(features_table(model), partition, model.chunk_rows)
     )
     # Three stages in three threads: read and check, score, write (core.pipeline).
-    checked = ahead(result.timed_each("validate", chunks, check))
+    checked = ahead(result.timed_each("features", chunks, check))
+    scored = ahead(result.timed_each("score", checked, score))
     with _naming(model, partition):
         result.rows = warehouse.replace_partition(
             target.table,
             partition,
-            ahead(result.timed_each("score", checked, score)),
+            clock.waiting("waiting_for_scores", scored, between="write"),
             constants=lineage.columns(),
             keys=model.key_columns,
-            verify=verify,
+            verify=_timed(clock, verify),
             history=None
             if target.shadow
             else History(history_table(model), VERSION_COLUMN, run_id, model.history.keep_versions),
         )
+        clock.lap("swap")
         if not target.shadow:
             profiles.write(
                 StoredProfile(
@@ -271,16 +275,32 @@ def score_into_table(
                 run_id,
                 result.rows,
             )
+            clock.lap("profile_write")
     result.details = {
         **lineage.version(),
+        "scored_with": loaded.scored_with,
         "monitoring": outcomes,
         "reference": found.reference.source,
-        "input_contract": "checked when the snapshot was written"
+        "input_contract": "skipped: checked when the snapshot was written"
         if snapshot_checked
         else "checked while scoring",
         "prediction_quantiles": _quantiles(model, np.vstack(predicted)),
     }
+    clock.lap("summary")
+    result.timings = clock.timings()
     return result
+
+
+def _timed(clock: Stopwatch, verify: Verify) -> Verify:
+    """`verify`, its time a segment of its own: the staging before it is the write's (the last
+    chunk staged, the staged rows counted), the swap after it the swap's."""
+
+    def timed(staged: Staged) -> None:
+        clock.lap("write")
+        verify(staged)
+        clock.lap("verify")
+
+    return timed
 
 
 def _profile(features: Profiler, predictions: Profiler) -> Profile:

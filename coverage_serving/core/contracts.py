@@ -130,7 +130,11 @@ def input_schema(model: ModelConfig, partition: Partition | None = None) -> pa.D
         if spec.values is not None
     }
     return _schema(
-        features_table(model), model.key_columns, partition, {"contract": "input"}, categories
+        features_table(model),
+        model.key_columns,
+        partition,
+        {"contract": "input"},
+        categories,
     )
 
 
@@ -153,7 +157,11 @@ def contract_version(schema: pa.DataFrameSchema) -> str:
 def output_schema(model: ModelConfig, partition: Partition | None = None) -> pa.DataFrameSchema:
     ranges = {name: _range_checks(spec) for name, spec in model.predictions.items()}
     return _schema(
-        predictions_table(model), model.key_columns, partition, {"contract": "output"}, ranges
+        predictions_table(model),
+        model.key_columns,
+        partition,
+        {"contract": "output"},
+        ranges,
     )
 
 
@@ -189,6 +197,7 @@ def _schema(
                 *checks.get(c.name, []),
                 *partition_checks.get(c.name, []),
             ],
+            description=c.description,  # from serving.yaml (core.tables)
         )
         for c in table.columns
     }

@@ -9,7 +9,8 @@ so memory stays bounded by a few chunks.
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -59,3 +60,15 @@ def ahead(items: Iterable[T]) -> Iterator[T]:
     finally:
         stopped.set()
         worker.join()
+
+
+@contextmanager
+def closing(items: Iterable[Any]) -> Iterator[None]:
+    """Close a generator when its consumer stops, even on an error: what it opened (a warehouse
+    connection) is released now, not when the error's traceback is collected."""
+    try:
+        yield
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()

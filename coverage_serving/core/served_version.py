@@ -4,9 +4,10 @@ the configured features, loaded once per process. The assets, the sensors, the o
 endpoint, the demo and the benchmarks ask here; nothing else resolves aliases, parses pinned
 versions or checks signatures."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coverage_serving.config import ModelConfig
+from coverage_serving.core.compiled import compiled_predictor
 from coverage_serving.core.contracts import check_signature
 from coverage_serving.errors import ServingError, UnservableModelError
 from coverage_serving.registry import LoadedModel, ModelRegistry, ModelVersionRef, input_types
@@ -56,11 +57,14 @@ def load_served_model(
 ) -> LoadedModel:
     """The version that serves `model`, loaded (once per process and version) and servable:
     what scoring needs. Every row scored with it is of this one version, whatever the alias
-    does meanwhile."""
+    does meanwhile. It predicts with its compiled form where one was stored for this machine
+    and passed its checks (core.compiled), with the model's own predict otherwise."""
     ref = _resolve(registry, model, pin, alias)
     pyfunc = registry.load(ref)
     check_signature(model, ref.version, input_types(pyfunc.metadata))
-    return LoadedModel(ref=ref, pyfunc=pyfunc)
+    loaded = LoadedModel(ref=ref, pyfunc=pyfunc)
+    compiled, scored_with = compiled_predictor(registry, model, loaded)
+    return replace(loaded, compiled=compiled, scored_with=scored_with)
 
 
 def _resolve(

@@ -2,9 +2,10 @@
 their challenger's shadow), the history of replaced predictions, the quarantine of rejected
 input rows and the partition profiles of monitoring."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from coverage_serving.config import ColumnSpec, ModelConfig
+from coverage_serving.config import ColumnSpec, ModelConfig, PredictionSpec
 from coverage_serving.lineage import RUN_ID_COLUMN, lineage_columns
 from coverage_serving.warehouse import Column, TableSpec
 from coverage_serving.warehouse.base import history_of
@@ -14,12 +15,38 @@ FEATURES_SCHEMA = "features"
 PREDICTIONS_SCHEMA = "serving"
 MONITORING_SCHEMA = "monitoring"
 
-PARTITION_COLUMNS = (Column("market", "string"), Column("month", "date"))
-LINEAGE_COLUMNS = tuple(Column(name, kind, nullable) for name, kind, nullable in lineage_columns())
+# What the columns every model's tables share hold; a model's own columns are described in
+# serving.yaml. They reach the warehouse's catalog and the contracts' schemas in the Dagster UI.
+PARTITION_COLUMNS = (
+    Column("market", "string", description="the partition's market"),
+    Column("month", "date", description="the first day of the partition's month"),
+)
+_LINEAGE_DESCRIPTIONS = {
+    "model_name": "registered model that scored the row",
+    "model_version": "version of the registered model that scored the row",
+    "model_alias": "the alias the version was served under (null: a pinned run)",
+    "model_run_id": "MLflow run that trained the version",
+    "scored_at": "when the partition was scored (UTC)",
+    RUN_ID_COLUMN: "Dagster run that scored the row",
+}
+LINEAGE_COLUMNS = tuple(
+    Column(name, kind, nullable, _LINEAGE_DESCRIPTIONS[name])
+    for name, kind, nullable in lineage_columns()
+)
 
 
-def _columns(specs: dict[str, ColumnSpec]) -> tuple[Column, ...]:
-    return tuple(Column(name, spec.type.value, spec.nullable) for name, spec in specs.items())
+def _columns(specs: Mapping[str, ColumnSpec | PredictionSpec]) -> tuple[Column, ...]:
+    """The configured columns with their serving.yaml descriptions (a prediction is a float
+    that is never null)."""
+    return tuple(
+        Column(
+            name,
+            spec.type.value if isinstance(spec, ColumnSpec) else "float",
+            isinstance(spec, ColumnSpec) and spec.nullable,
+            spec.description or None,
+        )
+        for name, spec in specs.items()
+    )
 
 
 def _feature_row_columns(model: ModelConfig) -> tuple[Column, ...]:
@@ -27,19 +54,31 @@ def _feature_row_columns(model: ModelConfig) -> tuple[Column, ...]:
 
 
 def source_table(model: ModelConfig) -> TableSpec:
-    return TableSpec(SOURCE_SCHEMA, model.source_table, _feature_row_columns(model))
+    return TableSpec(
+        SOURCE_SCHEMA,
+        model.source_table,
+        _feature_row_columns(model),
+        f"Source rows of model {model.name!r}, one partition per market and month.",
+    )
 
 
 def features_table(model: ModelConfig) -> TableSpec:
-    return TableSpec(FEATURES_SCHEMA, model.features_table, _feature_row_columns(model))
+    return TableSpec(
+        FEATURES_SCHEMA,
+        model.features_table,
+        _feature_row_columns(model),
+        f"Feature snapshot of model {model.name!r}: the source rows that passed its input "
+        "contract.",
+    )
 
 
 def predictions_table(model: ModelConfig) -> TableSpec:
-    predictions = tuple(Column(name, "float") for name in model.predictions)
     return TableSpec(
         PREDICTIONS_SCHEMA,
         model.output_table,
-        _columns(model.keys) + PARTITION_COLUMNS + predictions + LINEAGE_COLUMNS,
+        _columns(model.keys) + PARTITION_COLUMNS + _columns(model.predictions) + LINEAGE_COLUMNS,
+        f"Predictions of {model.registered_model}@{model.alias} for every feature row, with "
+        "the lineage of each row.",
     )
 
 

@@ -1,9 +1,9 @@
 """Each batch scoring run leaves an MLflow run in one experiment: which version scored which
 partitions, how many rows, how long, what it predicted; the model version is tagged with it.
 
-Written with MlflowClient, not dagster-mlflow: its `mlflow_tracking` resource is op-era and
-opens a fluent run that only its job hook closes, so asset materialisations from the UI,
-backfills and sensors (which run outside our jobs) would leave runs RUNNING (FACTS.md)."""
+Written with MlflowClient and explicit run ids, not dagster-mlflow (docs/architecture.md says
+why): every run created here is terminated by `record_batch_run`, and nothing is set on the
+process-global MLflow state that the next Dagster run in the same process would inherit."""
 
 import json
 import time

@@ -2,12 +2,14 @@
 partition, with its numbers and the promotion gate's verdict, and a table across the run's
 partitions."""
 
+from collections.abc import Generator
+
 import dagster as dg
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.compare import PartitionComparison, comparison_of, gate_failures
 from coverage_serving.core.tables import PredictionTarget, predictions_table
-from coverage_serving.defs.checks import log_partition_check
+from coverage_serving.defs.checks import partition_check
 from coverage_serving.defs.names import CheckName
 from coverage_serving.errors import ServingError
 from coverage_serving.partition import Partition
@@ -41,8 +43,8 @@ def compare_partition(
     target: PredictionTarget,
     key: dg.AssetKey,
     partition: Partition,
-) -> PartitionComparison:
-    """Compare the partition's shadow with the served table and record it as the partition's
+) -> Generator[dg.AssetCheckEvaluation, None, PartitionComparison]:
+    """Compare the partition's shadow with the served table, yielding it as the partition's
     check evaluation. Partitions only the shadow holds are reported, not failed."""
     compared = PartitionComparison()
     try:
@@ -60,7 +62,7 @@ def compare_partition(
             if comparison.compared_rows
             for failure in gate_failures(comparison, model.promotion_gate)
         ]
-    log_partition_check(
+    yield from partition_check(
         context,
         key,
         CheckName.CHALLENGER_COMPARISON.value,

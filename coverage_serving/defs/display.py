@@ -10,7 +10,6 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from coverage_serving.core.batch import StepResult
 from coverage_serving.core.monitoring import most_drifted
-from coverage_serving.partition import Partition
 
 MOST_DRIFTED = 10  # rows of the materialisation's table of the most drifted columns
 
@@ -27,14 +26,36 @@ def table_metadata(schema: pa.DataFrameSchema, table_name: str) -> dict[str, Any
     }
 
 
+def contract_description(schema: pa.DataFrameSchema, on_violation: str) -> str:
+    """What a contract check verifies, from the schema it checks (generated from serving.yaml)."""
+    checked = [
+        name
+        for name, column in schema.columns.items()
+        if any(check.name != "finite" for check in column.checks)
+    ]
+    return (
+        f"Each row of the partition against the {schema.metadata['contract']} contract "
+        f"generated from serving.yaml: the {len(schema.columns)} columns of the schema with "
+        f"their types and nullability, finite floats, unique {', '.join(schema.unique or [])}"
+        + (f", the allowed values of {', '.join(checked)}" if checked else "")
+        + f"; {on_violation}"
+    )
+
+
 def result_metadata(result: StepResult) -> dict[str, Any]:
     details = dict(result.details)
     quantiles = details.pop("prediction_quantiles", None)
     outcomes = details.pop("monitoring", None)
-    metadata: dict[str, Any] = {"dagster/row_count": result.rows, **result.timings, **details}
+    metadata: dict[str, Any] = {
+        "dagster/row_count": result.rows,
+        **result.timings,
+        # Not `*_seconds`: the stages overlap in threads, their times do not add up to the step.
+        "thread_busy": dg.MetadataValue.json(result.busy),
+        **details,
+    }
     if quantiles:
-        metadata["prediction_summary"] = dg.MetadataValue.md(_quantile_table(quantiles))
-        # Plain numbers: the asset's Plots tab draws each over the partitions.
+        # Plain numbers, not a markdown table of them: the asset's Plots tab draws each over
+        # the partitions.
         metadata |= {
             f"{column}_{stat}": dg.MetadataValue.float(value)
             for column, stats in quantiles.items()
@@ -43,18 +64,6 @@ def result_metadata(result: StepResult) -> dict[str, Any]:
     if outcomes:
         metadata["most_drifted"] = drift_table(most_drifted(outcomes)[:MOST_DRIFTED])
     return metadata
-
-
-def run_metadata(done: dict[Partition, StepResult]) -> dict[str, Any]:
-    if len(done) == 1:
-        return result_metadata(next(iter(done.values())))
-    return {
-        "partitions_in_run": len(done),
-        "rows_in_run": sum(result.rows for result in done.values()),
-        "rows_by_partition": dg.MetadataValue.json(
-            {partition.key: result.rows for partition, result in done.items()}
-        ),
-    }
 
 
 def drift_table(rows: list[tuple[str, Any, float]]) -> dg.TableMetadataValue:
@@ -86,16 +95,3 @@ def drift_table(rows: list[tuple[str, Any, float]]) -> dg.TableMetadataValue:
             ]
         ),
     )
-
-
-def _quantile_table(quantiles: dict[str, dict[str, float]]) -> str:
-    stats = list(next(iter(quantiles.values())))
-    lines = [
-        "| prediction | " + " | ".join(stats) + " |",
-        "|---|" + "---|" * len(stats),
-        *(
-            f"| {column} | " + " | ".join(f"{values[s]:.4g}" for s in stats) + " |"
-            for column, values in quantiles.items()
-        ),
-    ]
-    return "\n".join(lines)

@@ -1,12 +1,14 @@
 """The monitoring checks of a served prediction asset: what each one means, and each
 partition's outcomes (core.monitoring) recorded as that partition's evaluations."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from coverage_serving.config import ModelConfig, MonitorCheck
 from coverage_serving.core.monitoring import Outcome, Severity, most_drifted
 from coverage_serving.core.reference import REFERENCE_ARTIFACT
-from coverage_serving.defs.checks import log_partition_check
+from coverage_serving.defs.checks import partition_check
 from coverage_serving.defs.display import drift_table
 from coverage_serving.partition import Partition
 
@@ -42,14 +44,14 @@ def monitor_descriptions(model: ModelConfig) -> dict[str, str]:
     }
 
 
-def log_monitoring(
+def monitoring_checks(
     context: dg.AssetExecutionContext,
     asset: dg.AssetKey,
     partition: Partition,
     outcomes: list[Outcome],
-) -> None:
+) -> Iterator[dg.AssetCheckEvaluation]:
     for outcome in outcomes:
-        log_partition_check(
+        yield from partition_check(
             context,
             asset,
             str(outcome.check),

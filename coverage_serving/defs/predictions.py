@@ -1,7 +1,7 @@
 """A prediction table as an asset: the served one, monitored for drift, or the challenger's
 shadow of it, which each partition compares with the served table."""
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -14,6 +14,7 @@ from coverage_serving.core.monitoring import DriftBlocked, ProfileStore
 from coverage_serving.core.plots import draw_comparisons, draw_run_plots
 from coverage_serving.core.reference import shipped_reference, shipped_references
 from coverage_serving.core.served_version import load_served_model
+from coverage_serving.core.stopwatch import Stopwatch
 from coverage_serving.core.tables import PredictionTarget
 from coverage_serving.core.tracking import BatchRun
 from coverage_serving.defs.batch_record import (
@@ -25,15 +26,15 @@ from coverage_serving.defs.batch_record import (
 )
 from coverage_serving.defs.checks import partition_check_specs
 from coverage_serving.defs.comparison import compare_partition, comparison_spec, comparison_summary
-from coverage_serving.defs.display import result_metadata, table_metadata
-from coverage_serving.defs.monitoring import log_monitoring, monitor_descriptions
+from coverage_serving.defs.display import contract_description, result_metadata, table_metadata
+from coverage_serving.defs.monitoring import monitor_descriptions, monitoring_checks
 from coverage_serving.defs.names import (
     CheckName,
     features_asset_key,
     prediction_asset_key,
     version_asset_key,
 )
-from coverage_serving.defs.outcome import AssetEvent, report, serve_each
+from coverage_serving.defs.outcome import Event, report, serve_each
 from coverage_serving.defs.partitions import model_partitions, run_partitions
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.defs.tags import CODE_VERSION_TAG, pin_of
@@ -48,11 +49,19 @@ def build_predictions_asset(
     key = prediction_asset_key(model, target)
     features_key = features_asset_key(model)
     partitions = model_partitions(model)
-    checks = [dg.AssetCheckSpec(CheckName.OUTPUT_CONTRACT.value, asset=key)]
+    contract = output_schema(model)
+    checks = partition_check_specs(
+        key,
+        {
+            CheckName.OUTPUT_CONTRACT.value: contract_description(
+                contract, "a violation fails the partition and keeps its old rows."
+            ),
+            **({} if target.shadow else monitor_descriptions(model)),
+        },
+        partitions,
+    )
     if target.shadow:
         checks.append(comparison_spec(model, key))
-    else:
-        checks += partition_check_specs(key, monitor_descriptions(model), partitions)
 
     # A multi_asset with can_subset: its per-partition checks are logged, not yielded
     # (defs/checks.py says why).
@@ -80,7 +89,7 @@ def build_predictions_asset(
                     f"{model.features_table}, with lineage"
                     + (f", compared with {model.output_table}." if target.shadow else ".")
                 ),
-                metadata=table_metadata(output_schema(model), target.table.qualified_name),
+                metadata=table_metadata(contract, target.table.qualified_name),
             )
         ],
         partitions_def=partitions,
@@ -93,21 +102,27 @@ def build_predictions_asset(
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
         registry: RegistryResource,
-    ) -> Iterator[AssetEvent]:
+    ) -> Iterator[Event | dg.AssetCheckResult | dg.AssetObservation]:
         # Loaded once for all partitions of the run, so every row of the run is scored by this
         # one version. A run requested for a version (e.g. by the registry sensor) keeps it
         # even if the alias has moved on since.
         partitions = run_partitions(context)
+        # The step's own timeline around its partitions' (score_into_table's): what a partition
+        # waited for is on its materialisation, the rest on the observation that ends the step.
+        step = Stopwatch()
         with _nothing_scored(model, partitions):
             pin = pin_of(context.run.tags)
             loaded = load_served_model(registry.open(), model, pin, alias=target.alias)
             reference = shipped_reference(registry.tracking_uri, loaded.ref)
+        step.lap("model_load")
         batch = BatchRun(model.name, loaded.ref, context.run_id, shadow=target.shadow)
         store = warehouse.open()
         run_id, plots_link = start_tracking(context, registry.tracking_uri, batch, target)
+        step.lap("batch_run_start")
 
-        def score(partition: Partition) -> StepResult:
+        def score(partition: Partition) -> Generator[Event, None, StepResult]:
             checked = _written_under(context.instance, features_key, partition, input_contract)
+            step.lap("snapshot_lookup")
             try:
                 result = score_into_table(
                     store,
@@ -119,32 +134,39 @@ def build_predictions_asset(
                     target=target,
                     shipped_reference=reference,
                 )
-            except DriftBlocked as err:
-                log_monitoring(context, key, partition, err.outcomes)
+            except ServingError as err:
+                if isinstance(err, DriftBlocked):
+                    # Judged against the partition's kept rows: its latest materialisation.
+                    yield from monitoring_checks(context, key, partition, err.outcomes)
+                step.lap("failed_partitions")
                 raise
+            step.skip()  # the partition's own timings
+            # Each partition is recorded as it is swapped in, before the checks that judge it.
+            # The run's setup is on its first partition's, which waited for it.
+            waited = step.take("model_load", "batch_run_start", "snapshot_lookup")
+            yield dg.AssetMaterialization(
+                asset_key=key,
+                partition=partition.key,
+                metadata=waited | result_metadata(result) | plots_link,
+            )
             if target.shadow:
-                batch.compared[partition] = compare_partition(
+                batch.compared[partition] = yield from compare_partition(
                     context, store, model, target, key, partition
                 )
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=key,
-                    partition=partition.key,
-                    metadata=result_metadata(result) | plots_link,
-                )
-            )
-            log_monitoring(context, key, partition, result.details["monitoring"])
+            yield from monitoring_checks(context, key, partition, result.details["monitoring"])
+            step.lap("checks")  # with the materialisation's recording
             batch.scored[partition] = result
             return result
 
         try:
-            outcome = serve_each(partitions, score)
+            outcome = yield from serve_each(partitions, score)
             if target.shadow and model.promotion_gate:
                 batch.verdict = verdict(batch.compared)
         finally:
             # Recorded however the loop ends, so the MLflow run it started is not left RUNNING.
             batch.failed = [partition for partition in partitions if partition not in batch.scored]
             run_id = track(context, registry.tracking_uri, batch, run_id)
+            step.lap("batch_run_record")
         if target.shadow:
             yield comparison_summary(key, batch.compared)
         if run_id is not None and target.shadow:
@@ -165,7 +187,14 @@ def build_predictions_asset(
                 PLOTS_ARTIFACTS,
                 lambda directory: draw_run_plots(profiles, batch.scored, references, directory),
             )
-        yield from report(CheckName.OUTPUT_CONTRACT, outcome)
+        step.lap("plots")
+        yield dg.AssetObservation(
+            asset_key=key,
+            description="What the run spent after its partitions were swapped in: their "
+            "checks, its MLflow record and plots (its model load is on its first partition).",
+            metadata=step.timings(),
+        )
+        yield from report(context, key, CheckName.OUTPUT_CONTRACT, outcome)
 
     return predictions
 

@@ -1,20 +1,23 @@
-"""Dagster resources that hand the scoring core its warehouse and registry adapters."""
+"""Dagster resources that hand the scoring core its warehouse and registry adapters, built from
+the pieces of the Dagster-free wiring (coverage_serving/wiring.py)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from dagster import ConfigurableResource
 from dagster_duckdb import DuckDBResource
 from dagster_gcp import BigQueryResource
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from coverage_serving.registry import ModelRegistry, RequestPolicy
-from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
-from coverage_serving.warehouse.bigquery import (
-    BigQueryClients,
-    BigQueryWarehouse,
-    storage_read_client,
+from coverage_serving.warehouse import Warehouse
+from coverage_serving.warehouse.bigquery import BigQueryWarehouse
+from coverage_serving.wiring import (
+    DuckDBTarget,
+    WarehouseTarget,
+    bigquery_client,
+    bigquery_clients,
 )
 
 
@@ -29,7 +32,7 @@ class DuckDBWarehouseResource(WarehouseResource):
     duckdb: DuckDBResource
 
     def open(self) -> Warehouse:
-        return DuckDBWarehouse(self.duckdb.get_connection)
+        return DuckDBTarget(self.duckdb.database, self.duckdb.connection_config).open()
 
 
 class EndpointBigQueryResource(BigQueryResource):
@@ -46,12 +49,7 @@ class EndpointBigQueryResource(BigQueryResource):
             with super().get_client() as client:
                 yield client
             return
-        yield bigquery.Client(
-            project=self.project,
-            location=self.location,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": self.api_endpoint},
-        )
+        yield bigquery_client(self.project, self.location, self.api_endpoint)
 
 
 class BigQueryWarehouseResource(WarehouseResource):
@@ -61,22 +59,28 @@ class BigQueryWarehouseResource(WarehouseResource):
     storage_endpoint: str | None = None
 
     def open(self) -> Warehouse:
-        return BigQueryWarehouse(self._clients, str(self.bigquery.project), self.dataset)
+        # The client from dagster-gcp's resource: its `gcp_credentials` apply.
+        connect = partial(bigquery_clients, self.bigquery.get_client, self.storage_endpoint)
+        return BigQueryWarehouse(connect, str(self.bigquery.project), self.dataset)
 
-    @contextmanager
-    def _clients(self) -> Iterator[BigQueryClients]:
-        with self.bigquery.get_client() as client:
-            storage = storage_read_client(self.storage_endpoint, client._credentials)
-            try:
-                yield BigQueryClients(rest=client, storage=storage)
-            finally:
-                client.close()
-                if storage is not None:
-                    storage.transport.close()
+
+def warehouse_resource(target: WarehouseTarget) -> WarehouseResource:
+    """The resource that opens the warehouse `target` names, configurable in the UI."""
+    if isinstance(target, DuckDBTarget):
+        return DuckDBWarehouseResource(
+            duckdb=DuckDBResource(database=target.database, connection_config=dict(target.settings))
+        )
+    return BigQueryWarehouseResource(
+        bigquery=EndpointBigQueryResource(
+            project=target.project, location=target.location, api_endpoint=target.api_endpoint
+        ),
+        dataset=target.dataset,
+        storage_endpoint=target.storage_endpoint,
+    )
 
 
 class RegistryResource(ConfigurableResource):
-    """The MLflow model registry (dagster-mlflow has nothing for the registry or aliases)."""
+    """The MLflow model registry (no Dagster integration covers the registry or aliases)."""
 
     tracking_uri: str
     allow_pickled_models: bool = False

@@ -3,6 +3,8 @@ the store model as a pickled scikit-learn pipeline, the grid model in LightGBM's
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import mlflow
@@ -12,6 +14,15 @@ import sklearn
 from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.metrics import (
+    brier_score_loss,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -23,6 +34,7 @@ from coverage_serving.registry import experiment_id, registry_client, using_trac
 
 TRAINING_EXPERIMENT = "coverage-serving-training"
 TRAINING_ROWS = 4_000
+HOLDOUT_FRACTION = 0.2  # of the training frame, kept out of training to measure the version
 
 
 def _training_frame(model: ModelConfig, seed: int) -> pd.DataFrame:
@@ -60,7 +72,25 @@ def _is_whitespace(x: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     return (logit > 0).astype(int).to_numpy()
 
 
-def _train_store(x: pd.DataFrame, seed: int) -> tuple[Pipeline, Callable[..., object]]:
+def _regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    return {
+        "rmse": root_mean_squared_error(y, predicted),
+        "mae": mean_absolute_error(y, predicted),
+        "r2": r2_score(y, predicted),
+    }
+
+
+def _classification_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    return {
+        "roc_auc": roc_auc_score(y, probability),
+        "log_loss": log_loss(y, probability),
+        "brier": brier_score_loss(y, probability),
+    }
+
+
+def _train_store(
+    x: pd.DataFrame, y: np.ndarray, seed: int
+) -> tuple[Pipeline, Callable[..., object]]:
     categorical = list(x.select_dtypes("object").columns)
     pipeline = Pipeline(
         [
@@ -82,7 +112,7 @@ def _train_store(x: pd.DataFrame, seed: int) -> tuple[Pipeline, Callable[..., ob
             ),
         ]
     )
-    pipeline.fit(x, _sales_potential(x, np.random.default_rng(seed)))
+    pipeline.fit(x, y)
 
     def log(**kwargs: object) -> object:
         # "cloudpickle": the pickled export style; loading it is a trust decision (config).
@@ -96,10 +126,10 @@ def _train_store(x: pd.DataFrame, seed: int) -> tuple[Pipeline, Callable[..., ob
     return pipeline, log
 
 
-def _train_grid(x: pd.DataFrame, seed: int) -> tuple[object, Callable[..., object]]:
+def _train_grid(x: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[object, Callable[..., object]]:
     booster = lgb.train(
         {"objective": "binary", "verbose": -1, "seed": seed, "num_leaves": 31},
-        lgb.Dataset(x, _is_whitespace(x, np.random.default_rng(seed))),
+        lgb.Dataset(x, y),
         num_boost_round=120,
     )
 
@@ -111,11 +141,22 @@ def _train_grid(x: pd.DataFrame, seed: int) -> tuple[object, Callable[..., objec
     return booster, log
 
 
-TRAINERS = {"stores": _train_store, "grid_cells": _train_grid}
+@dataclass(frozen=True)
+class _Trainer:
+    target: Callable[[pd.DataFrame, np.random.Generator], np.ndarray]
+    train: Callable[[pd.DataFrame, np.ndarray, int], tuple[Any, Callable[..., object]]]
+    metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+
+
+TRAINERS = {
+    "stores": _Trainer(_sales_potential, _train_store, _regression_metrics),
+    "grid_cells": _Trainer(_is_whitespace, _train_grid, _classification_metrics),
+}
 
 
 def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -> int:
-    """Train, log and register a new version of the model; move `alias` to it if given.
+    """Train, log and register a new version of the model; move `alias` to it if given. Its
+    metrics on a holdout of the training frame are logged to its run and its logged model.
 
     Requirements are stated rather than inferred: inference runs the model in a subprocess,
     which costs seconds per model and adds nothing for these two known libraries."""
@@ -130,13 +171,20 @@ def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -
     features = frame[model.feature_columns].astype(
         {n: "float64" for n, s in model.features.items() if s.type == ColumnType.FLOAT}
     )
-    estimator, log = TRAINERS[model.source_table](features, seed)
+    trainer = TRAINERS[model.source_table]
+    target = trainer.target(features, np.random.default_rng(seed))
+    features, holdout, target, holdout_target = train_test_split(
+        features, target, test_size=HOLDOUT_FRACTION, random_state=seed
+    )
+    estimator, log = trainer.train(features, target, seed)
     example = features.head(5)
     with (
         using_tracking_uri(tracking_uri),
         mlflow.start_run(experiment_id=training, run_name=f"demo-{model.name}-{seed}"),
     ):
-        mlflow.log_params({"demo_seed": seed, "training_rows": len(features)})
+        mlflow.log_params(
+            {"demo_seed": seed, "training_rows": len(features), "holdout_rows": len(holdout)}
+        )
         with warnings.catch_warnings():
             # MLflow hints that int columns cannot hold missing values; the config already
             # refuses nullable int features, so the hint does not apply.
@@ -146,12 +194,16 @@ def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -
             {model.prediction_columns[0]: estimator.predict(features)}, index=features.index
         )
         # The version's reference for drift checks: its training features and predictions.
-        log_reference_profile(model, features, predictions, frame["market"])
+        log_reference_profile(model, features, predictions, frame.loc[features.index, "market"])
         info = log(
             name="model",
             signature=signature,
             input_example=example,
             registered_model_name=model.registered_model,
+        )
+        # On the logged model too: MLflow 3 shows a model's metrics with it and its versions.
+        mlflow.log_metrics(
+            trainer.metrics(holdout_target, estimator.predict(holdout)), model_id=info.model_id
         )
     version = int(info.registered_model_version)
     if alias:

@@ -17,9 +17,9 @@ from coverage_serving.errors import RegistryError
 from coverage_serving.instance.pools import require_no_stuck_holder
 from coverage_serving.instance.runs import create_run, execute
 from coverage_serving.partition import Partition
-from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import Warehouse
+from coverage_serving.wiring import open_registry
 
 
 def partitions_of(model: ModelConfig) -> list[Partition]:
@@ -48,7 +48,7 @@ def write_demo_sources(
 
 def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
     """Register version 1 of every model whose alias resolves to nothing yet."""
-    registry = ModelRegistry(state.tracking_uri, config.registry.allow_pickled_models)
+    registry = open_registry(config.registry, state)
     registered = []
     for model in config.models.values():
         try:

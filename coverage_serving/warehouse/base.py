@@ -1,7 +1,7 @@
 """The warehouse interface the scoring core writes through, and the table shapes it needs."""
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal, Protocol
 
@@ -19,6 +19,7 @@ class Column:
     name: str
     kind: ColumnKind
     nullable: bool = False
+    description: str | None = None  # what a reader of the warehouse's catalog sees
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class TableSpec:
     schema: str
     name: str
     columns: tuple[Column, ...]
+    description: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -47,21 +49,27 @@ class TableSpec:
         unknown = sorted(dropped - set(self.column_names))
         if unknown:
             raise WarehouseError(f"{self.qualified_name} has no column(s) {unknown}")
-        return TableSpec(
-            self.schema, self.name, tuple(c for c in self.columns if c.name not in dropped)
-        )
+        return replace(self, columns=tuple(c for c in self.columns if c.name not in dropped))
 
 
 # The columns a history table adds to the columns of the table whose replaced rows it keeps.
 REPLACED_AT = "replaced_at"  # when the swap that replaced the row ran (its transaction)
 REPLACED_BY = "replaced_by_run_id"  # the run whose swap replaced it
-REPLACED_COLUMNS = (Column(REPLACED_AT, "timestamp"), Column(REPLACED_BY, "string"))
+REPLACED_COLUMNS = (
+    Column(REPLACED_AT, "timestamp", description="when the swap that replaced the row ran"),
+    Column(REPLACED_BY, "string", description="the Dagster run whose swap replaced the row"),
+)
 
 
 def history_of(table: TableSpec, name: str) -> TableSpec:
     """The table named `name` that keeps the rows replaced in `table`: its columns, then when
     and by which run they were replaced."""
-    return TableSpec(table.schema, name, table.columns + REPLACED_COLUMNS)
+    return TableSpec(
+        table.schema,
+        name,
+        table.columns + REPLACED_COLUMNS,
+        f"Rows replaced in {table.qualified_name} by a rescoring with another version.",
+    )
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,15 @@ def require_columns(table: TableSpec, name: str, found: Mapping[str, str]) -> No
     ]
     if problems:
         raise WarehouseError("; ".join(problems))
+
+
+def require_contract_columns(table: TableSpec, name: str, existing: Sequence[str]) -> None:
+    """Refuse to write table `name` unless its columns are the contract's, in order."""
+    if list(existing) != table.column_names:
+        raise WarehouseError(
+            f"table {name} has columns {list(existing)} but the contract expects "
+            f"{table.column_names}: migrate or drop the table"
+        )
 
 
 def chunks_of(rows: Rows) -> Iterable[pd.DataFrame]:

@@ -20,22 +20,17 @@ from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
     Constants,
-    History,
-    Rows,
-    Staged,
     TableSpec,
     UnmatchedMarket,
-    Verify,
     arrow_to_frame,
-    check_rows_fit_partition,
-    check_staged,
-    chunks_of,
     require_columns,
+    require_contract_columns,
     require_key_columns,
 )
 from coverage_serving.warehouse.comparison import comparison_sql
 from coverage_serving.warehouse.dialect import Dialect
-from coverage_serving.warehouse.history import Archive, archive_for
+from coverage_serving.warehouse.history import Archive
+from coverage_serving.warehouse.staged_swap import StagedSwap
 
 BQ_TYPES = {
     "string": "STRING",
@@ -53,7 +48,6 @@ ARROW_TYPES = {
 }
 _MODES = {True: "NULLABLE", False: "REQUIRED"}
 STAGING_LIFETIME = timedelta(hours=1)  # a staging table a crash left behind expires by itself
-DUPLICATE_SAMPLE = 5
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,7 @@ def storage_read_client(endpoint: str | None, credentials: Any) -> Any | None:
     return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
 
 
-class BigQueryWarehouse:
+class BigQueryWarehouse(StagedSwap[bigquery.Client]):
     """Table `schema.name` of the interface is table `name` of dataset `<dataset>_<schema>`."""
 
     def __init__(self, connect: Connect, project: str, dataset: str) -> None:
@@ -135,45 +129,13 @@ class BigQueryWarehouse:
                     return
             yield from job.result().to_arrow_iterable(bqstorage_client=None)
 
-    def replace_partition(
-        self,
-        table: TableSpec,
-        partition: Partition,
-        rows: Rows,
-        *,
-        constants: Constants | None = None,
-        keys: Sequence[str] = (),
-        verify: Verify | None = None,
-        allow_empty: bool = False,
-        history: History | None = None,
-    ) -> int:
-        constants = constants or {}
-        staged_table = table.without(constants)
-        archive = archive_for(self._dialect, table, constants, history) if history else Archive()
+    @contextmanager
+    def _writing(self, table: TableSpec, partition: Partition) -> Iterator[bigquery.Client]:
         with self._connect() as clients, _as_warehouse_errors(table, partition, "replacing"):
-            target = self._create_if_missing(clients.rest, table)
-            if history:
-                self._create_if_missing(clients.rest, history.table)
-            staging = self._create_staging(clients.rest, staged_table)
-            try:
-                for chunk in chunks_of(rows):
-                    check_rows_fit_partition(staged_table, partition, chunk)
-                    self._stage(clients.rest, staged_table, staging, chunk)
-                staged = self._summarise(clients.rest, staging, keys)
-                check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(
-                    clients.rest,
-                    target,
-                    staging,
-                    table,
-                    staged_table,
-                    partition,
-                    constants,
-                    archive,
-                )
-            finally:
-                clients.rest.delete_table(staging, not_found_ok=True)
-        return staged.rows
+            yield clients.rest
+
+    def _drop_staging(self, client: bigquery.Client, staging: str) -> None:
+        client.delete_table(staging, not_found_ok=True)
 
     def list_partitions(self, table: TableSpec) -> list[Partition]:
         with self._connect() as clients, _as_warehouse_errors(table, None, "listing"):
@@ -259,11 +221,10 @@ class BigQueryWarehouse:
     def _swap(
         self,
         client: bigquery.Client,
-        target: str,
-        staging: str,
         table: TableSpec,
         staged_table: TableSpec,
         partition: Partition,
+        staging: str,
         constants: Constants,
         archive: Archive,
     ) -> None:
@@ -284,7 +245,11 @@ class BigQueryWarehouse:
         ]
         client.query(
             replace_partition_sql(
-                target, staging, staged_table.column_names, list(constants), archive.statements
+                self.table_id(table),
+                staging,
+                staged_table.column_names,
+                list(constants),
+                archive.statements,
             ),
             job_config=job_config,
         ).result()
@@ -314,33 +279,27 @@ class BigQueryWarehouse:
             ),
         ).result()
 
-    def _summarise(self, client: bigquery.Client, staging_id: str, keys: Sequence[str]) -> Staged:
+    def _count(self, client: bigquery.Client, staging_id: str) -> int:
         [count] = client.query(f"SELECT count(*) AS n FROM `{staging_id}`").result()
-        if not keys:
-            return Staged(count["n"])
-        duplicates = list(client.query(duplicate_keys_sql(staging_id, keys)).result())
-        return Staged(
-            count["n"],
-            duplicated_rows=sum(row["n"] for row in duplicates),
-            duplicate_sample=tuple(row["key"] for row in duplicates[:DUPLICATE_SAMPLE]),
-        )
+        return int(count["n"])
 
-    def _create_if_missing(self, client: bigquery.Client, table: TableSpec) -> str:
-        """The table, created from the contract when missing: typed columns as named in the
-        config, partitioned by month on the DATE column, clustered by market."""
+    def _duplicate_keys(
+        self, client: bigquery.Client, staging_id: str, keys: Sequence[str]
+    ) -> list[tuple[str, int]]:
+        found = client.query(duplicate_keys_sql(staging_id, keys)).result()
+        return [(row["key"], row["n"]) for row in found]
+
+    def _create_if_missing(self, client: bigquery.Client, table: TableSpec) -> None:
+        """Typed columns as named in the config, partitioned by month on the DATE column,
+        clustered by market."""
         table_id = self.table_id(table)
         try:
             existing = [field.name for field in client.get_table(table_id).schema]
         except google_errors.NotFound:
             client.create_dataset(table_id.rsplit(".", 1)[0], exists_ok=True)
             client.create_table(prediction_table_definition(table_id, table), exists_ok=True)
-            return table_id
-        if existing != table.column_names:
-            raise WarehouseError(
-                f"table {table_id} has columns {existing} but the contract expects "
-                f"{table.column_names}: migrate or drop the table"
-            )
-        return table_id
+        else:
+            require_contract_columns(table, table_id, existing)
 
     def _columns(self, client: bigquery.Client, table: TableSpec) -> dict[str, str]:
         """The table's columns and their types, in order; none when it does not exist."""
@@ -356,12 +315,16 @@ class BigQueryWarehouse:
 
 def bigquery_schema(columns: tuple[Column, ...]) -> list[bigquery.SchemaField]:
     return [
-        bigquery.SchemaField(c.name, BQ_TYPES[c.kind], mode=_MODES[c.nullable]) for c in columns
+        bigquery.SchemaField(
+            c.name, BQ_TYPES[c.kind], mode=_MODES[c.nullable], description=c.description
+        )
+        for c in columns
     ]
 
 
 def prediction_table_definition(table_id: str, table: TableSpec) -> bigquery.Table:
     definition = bigquery.Table(table_id, schema=bigquery_schema(table.columns))
+    definition.description = table.description
     definition.time_partitioning = bigquery.TimePartitioning(
         type_=bigquery.TimePartitioningType.MONTH, field="month"
     )

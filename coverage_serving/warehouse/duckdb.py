@@ -16,22 +16,17 @@ from coverage_serving.partition import Partition
 from coverage_serving.warehouse.base import (
     Column,
     Constants,
-    History,
-    Rows,
-    Staged,
     TableSpec,
     UnmatchedMarket,
-    Verify,
     arrow_to_frame,
-    check_rows_fit_partition,
-    check_staged,
-    chunks_of,
     require_columns,
+    require_contract_columns,
     require_key_columns,
 )
 from coverage_serving.warehouse.comparison import comparison_sql
 from coverage_serving.warehouse.dialect import Dialect
-from coverage_serving.warehouse.history import Archive, archive_for
+from coverage_serving.warehouse.history import Archive
+from coverage_serving.warehouse.staged_swap import StagedSwap
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -42,7 +37,6 @@ SQL_TYPES = {
 }
 
 STAGING_SCHEMA = "staging"  # where a partition's new rows wait for the swap
-DUPLICATE_SAMPLE = 5
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
@@ -69,7 +63,9 @@ def _in_staging(name: str) -> str:
 DIALECT = Dialect(table=_table, quote=_quote, parameter=lambda name: f"${name}")
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(StagedSwap[duckdb.DuckDBPyConnection]):
+    _dialect = DIALECT
+
     def __init__(self, connect: Connect) -> None:
         self._open = connect
 
@@ -97,38 +93,24 @@ class DuckDBWarehouse:
             for batch in reader:
                 yield arrow_to_frame(batch, table)
 
-    def replace_partition(
-        self,
-        table: TableSpec,
-        partition: Partition,
-        rows: Rows,
-        *,
-        constants: Constants | None = None,
-        keys: Sequence[str] = (),
-        verify: Verify | None = None,
-        allow_empty: bool = False,
-        history: History | None = None,
-    ) -> int:
-        constants = constants or {}
-        staged_table = table.without(constants)
-        archive = archive_for(DIALECT, table, constants, history) if history else Archive()
+    @contextmanager
+    def _writing(
+        self, table: TableSpec, partition: Partition
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._connect() as con:
-            self._create_if_missing(con, table)
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
-            self._drop_leftover_staging(con, table)
-            if history:
-                self._create_if_missing(con, history.table)
-            # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
-            # have to fit in memory. Its name is unique; a crash leaves only this table behind.
-            staging = _in_staging(f"{_staging_prefix(table)}{uuid.uuid4().hex[:12]}")
-            con.execute(f"CREATE TABLE {staging} ({_ddl(staged_table.columns)})")
-            try:
-                staged = self._stage_all(con, staged_table, partition, staging, rows, keys)
-                check_staged(table, partition, staged, verify, allow_empty)
-                self._swap(con, table, staged_table, partition, staging, constants, archive)
-            finally:
-                con.execute(f"DROP TABLE IF EXISTS {staging}")
-        return staged.rows
+            yield con
+
+    def _create_staging(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> str:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(STAGING_SCHEMA)}")
+        self._drop_leftover_staging(con, table)
+        # A real table, not TEMP: DuckDB spills it to disk, so a large partition does not
+        # have to fit in memory. Its name is unique; a crash leaves only this table behind.
+        staging = _in_staging(f"{_staging_prefix(table)}{uuid.uuid4().hex[:12]}")
+        con.execute(f"CREATE TABLE {staging} ({_ddl(table.columns)})")
+        return staging
+
+    def _drop_staging(self, con: duckdb.DuckDBPyConnection, staging: str) -> None:
+        con.execute(f"DROP TABLE IF EXISTS {staging}")
 
     def _drop_leftover_staging(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> None:
         """Drop the staging tables a killed write of this table left behind, unread. Safe: one
@@ -181,19 +163,10 @@ class DuckDBWarehouse:
             params=[partition.market, partition.month],
         )
 
-    def _stage_all(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: TableSpec,
-        partition: Partition,
-        staging: str,
-        rows: Rows,
-        keys: Sequence[str],
-    ) -> Staged:
+    @contextmanager
+    def _staging_errors(self, table: TableSpec, partition: Partition) -> Iterator[None]:
         try:
-            for chunk in chunks_of(rows):
-                self._stage(con, table, partition, staging, chunk)
-            return self._summarise(con, staging, keys)
+            yield
         except (duckdb.Error, pa.ArrowException) as err:  # Arrow: a value of the wrong type
             raise WarehouseError(
                 f"staging rows for partition {partition} of {table.qualified_name} "
@@ -204,11 +177,9 @@ class DuckDBWarehouse:
         self,
         con: duckdb.DuckDBPyConnection,
         table: TableSpec,
-        partition: Partition,
         staging: str,
         chunk: pd.DataFrame,
     ) -> None:
-        check_rows_fit_partition(table, partition, chunk)
         casts = ", ".join(f"CAST({_quote(c.name)} AS {SQL_TYPES[c.kind]})" for c in table.columns)
         # As Arrow: DuckDB scans a pandas text column holding the GIL vector by vector, which
         # stalls behind the scoring threads; one conversion here, then the scan runs without it.
@@ -219,22 +190,18 @@ class DuckDBWarehouse:
         finally:
             con.unregister("staged_chunk")
 
-    def _summarise(
-        self, con: duckdb.DuckDBPyConnection, staging: str, keys: Sequence[str]
-    ) -> Staged:
+    def _count(self, con: duckdb.DuckDBPyConnection, staging: str) -> int:
         [(rows,)] = con.execute(f"SELECT count(*) FROM {staging}").fetchall()
-        if not keys:
-            return Staged(rows)
+        return int(rows)
+
+    def _duplicate_keys(
+        self, con: duckdb.DuckDBPyConnection, staging: str, keys: Sequence[str]
+    ) -> list[tuple[str, int]]:
         names = ", ".join(_quote(k) for k in keys)
-        duplicates = con.execute(
+        return con.execute(
             f"SELECT concat_ws('/', {names}) AS key, count(*) AS n FROM {staging} "
             f"GROUP BY ALL HAVING count(*) > 1 ORDER BY key"
         ).fetchall()
-        return Staged(
-            rows,
-            duplicated_rows=sum(n for _, n in duplicates),
-            duplicate_sample=tuple(key for key, _ in duplicates[:DUPLICATE_SAMPLE]),
-        )
 
     def _swap(
         self,
@@ -326,14 +293,13 @@ class DuckDBWarehouse:
 
     def _create_if_missing(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> None:
         existing = list(self._existing_columns(con, table))
-        if existing and existing != table.column_names:
-            raise WarehouseError(
-                f"table {table.qualified_name} has columns {existing} but the contract expects "
-                f"{table.column_names}: migrate or drop the table"
-            )
-        if not existing:
+        if existing:
+            require_contract_columns(table, table.qualified_name, existing)
+        else:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(table.schema)}")
             con.execute(f"CREATE TABLE IF NOT EXISTS {_table(table)} ({_ddl(table.columns)})")
+            for statement in _comments(table):
+                con.execute(statement)
 
 
 def _parameters_of(statement: str, partition: Partition, archive: Archive) -> dict[str, object]:
@@ -342,6 +308,20 @@ def _parameters_of(statement: str, partition: Partition, archive: Archive) -> di
         name: value for name, (_, value) in archive.parameters.items()
     }
     return {name: values[name] for name in re.findall(r"\$(\w+)", statement)}
+
+
+def _comments(table: TableSpec) -> list[str]:
+    """COMMENT ON statements for the table's described parts: what `duckdb_tables()` and
+    `duckdb_columns()` show as their comment. COMMENT takes no parameter, so the text is a
+    quoted literal."""
+    described = [(f"TABLE {_table(table)}", table.description)] + [
+        (f"COLUMN {_table(table)}.{_quote(c.name)}", c.description) for c in table.columns
+    ]
+    return [f"COMMENT ON {target} IS {_literal(text)}" for target, text in described if text]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _ddl(columns: tuple[Column, ...]) -> str:

@@ -1,16 +1,21 @@
 """Materialise both models' partitions through Dagster against a real DuckDB file and a real
 sqlite MLflow registry, as `make demo` and the UI do."""
 
+import shutil
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
 from coverage_serving.config import ServingConfig
+from coverage_serving.core.compiled import ARTIFACTS
 from coverage_serving.core.tables import features_table, history_table, predictions_table
 from coverage_serving.core.tracking import DAGSTER_RUN_TAG, EXPERIMENT
 from coverage_serving.definitions import resources_for_deployment
@@ -19,6 +24,7 @@ from coverage_serving.defs.names import model_versions_partitions
 from coverage_serving.defs.partitions import all_partitions_tags, partition_range_tags
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.defs.versions import build_version_asset
+from coverage_serving.online.served import ServedModel, score_rows
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
@@ -53,10 +59,25 @@ def materialize(
     return run
 
 
-def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {
-        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+def step_seconds(instance: dg.DagsterInstance, run_id: str, step: str) -> float:
+    """The wall time of the step, from its start to its success in the run's event log."""
+    times = {
+        entry.dagster_event.event_type: entry.timestamp
+        for entry in instance.all_logs(run_id)
+        if entry.step_key == step and entry.dagster_event is not None
     }
+    return times[dg.DagsterEventType.STEP_SUCCESS] - times[dg.DagsterEventType.STEP_START]
+
+
+def check_results(
+    result: dg.ExecuteInProcessResult, partition: str | None = PARTITION.key
+) -> dict[str, dg.AssetCheckEvaluation]:
+    """The run's check evaluations of one partition (None: of checks not evaluated per
+    partition), by check name; a check evaluated twice for it fails the test."""
+    found = [e for e in result.get_asset_check_evaluations() if e.partition == partition]
+    by_name = {evaluation.check_name: evaluation for evaluation in found}
+    assert len(by_name) == len(found), [e.check_name for e in found]
+    return by_name
 
 
 @pytest.mark.parametrize("name", ["store", "grid"])
@@ -83,15 +104,31 @@ def test_a_partition_is_scored_with_lineage(
     assert sorted(features[model.key_columns[0]]) == sorted(rows[model.key_columns[0]])
 
 
-def test_materialisation_metadata_and_checks(materialize: Materialize) -> None:
+def test_materialisation_metadata_and_checks(
+    materialize: Materialize, instance: dg.DagsterInstance
+) -> None:
     result = materialize("grid")
 
     [written] = result.asset_materializations_for_node("grid_predictions")
     metadata = {key: value.value for key, value in written.metadata.items()}
     assert metadata["dagster/row_count"] == SMALL_ROWS["grid_cells"]
     assert metadata["model_version"] == 1
-    assert metadata["score_seconds"] >= 0
-    assert "| whitespace_score |" in metadata["prediction_summary"]
+    assert metadata["model_load_seconds"] > 0  # the run's one partition waited for the load
+    assert metadata["waiting_for_scores_seconds"] >= 0 and metadata["swap_seconds"] >= 0
+    assert metadata["input_contract"] == "skipped: checked when the snapshot was written"
+    assert set(metadata["thread_busy"]) == {"read", "features", "score"}
+    [after] = [
+        event.asset_observation_data.asset_observation.metadata
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_OBSERVATION
+    ]
+    accounted = sum(
+        entry.value for key, entry in (written.metadata | after).items() if key.endswith("_seconds")
+    )
+    seconds = step_seconds(instance, result.run_id, "grid_predictions")
+    assert accounted == pytest.approx(seconds, rel=0.1, abs=0.25)  # the step, all of it
+    assert 0 <= metadata["whitespace_score_p01"] <= metadata["whitespace_score_p99"] <= 1
+    assert "prediction_summary" not in metadata  # the same numbers, as floats that plot
     checks = check_results(result)
     assert checks["input_contract"].passed and checks["output_contract"].passed
     assert checks["output_contract"].metadata["rows_checked"].value == SMALL_ROWS["grid_cells"]
@@ -107,7 +144,9 @@ def test_scoring_trusts_a_snapshot_only_under_the_contract_it_was_checked_by(
     model = small_config.models["store"]
     first = materialize("store")
     [scored] = first.asset_materializations_for_node("store_predictions")
-    assert scored.metadata["input_contract"].value == "checked when the snapshot was written"
+    assert (
+        scored.metadata["input_contract"].value == "skipped: checked when the snapshot was written"
+    )
     before = warehouse.read_partition(predictions_table(model), PARTITION)
 
     # The contract narrows after the snapshot was written: a store type it holds is refused.
@@ -195,15 +234,32 @@ def test_one_run_scores_every_partition_with_one_model_load(
     assert {m.metadata["dagster/row_count"].value for m in written} == {SMALL_ROWS["stores"]}
     features = result.asset_materializations_for_node("store_features")
     assert sorted(m.partition for m in features) == ALL_STORE_PARTITIONS
-    assert features[0].metadata["rows_by_partition"].value == dict.fromkeys(
-        ALL_STORE_PARTITIONS, SMALL_ROWS["stores"]
-    )
+    assert {m.metadata["dagster/row_count"].value for m in features} == {SMALL_ROWS["stores"]}
+    assert not any("rows_by_partition" in m.metadata for m in features)
     table = predictions_table(small_config.models["store"])
     assert sorted(p.key for p in warehouse.list_partitions(table)) == ALL_STORE_PARTITIONS
     tracked = mlflow_run_of(state, result.run_id)
     assert tracked.info.status == "FINISHED"
     assert tracked.data.metrics["partitions_scored"] == 4
     assert tracked.data.metrics["rows"] == 4 * SMALL_ROWS["stores"]
+
+
+def test_checks_are_recorded_per_partition_of_a_run(
+    small_config: ServingConfig, state: LocalState
+) -> None:
+    result = materialize_all(small_config, state, "store")
+
+    assert result.success
+    for partition in ALL_STORE_PARTITIONS:
+        checks = check_results(result, partition)
+        assert {"input_contract", "unmatched_markets", "output_contract"} <= set(checks)
+        for contract in ("input_contract", "output_contract"):
+            assert checks[contract].passed
+            assert checks[contract].metadata["rows_checked"].value == SMALL_ROWS["stores"]
+            # Counted by the UI's partition status only while it targets the latest write.
+            assert checks[contract].target_materialization_data is not None
+        assert checks["unmatched_markets"].metadata["unmatched_rows"].value == 0
+    assert check_results(result, partition=None) == {}
 
 
 def test_a_failed_partition_fails_the_run_without_stopping_the_others(
@@ -367,12 +423,72 @@ def test_versions_are_recorded_with_their_servability(
     assert first.metadata["servable"].value is True
     assert first.metadata["run_id"].value
     assert first.metadata["signature_inputs"].value["months_open"] == "long"
-    assert check_results(good)["servable"].passed
+    # The demo's training metrics on its holdout, one number each, and the logged model.
+    assert first.metadata["model_id"].value.startswith("m-")
+    assert first.metadata["metric_rmse"].value > 0
+    assert first.metadata["metric_mae"].value > 0
+    assert 0 < first.metadata["metric_r2"].value <= 1
+    assert check_results(good, partition=None)["servable"].passed
     [second] = bad.asset_materializations_for_node("store_model")
     assert second.metadata["servable"].value is False
     assert "months_open" not in second.metadata["signature_inputs"].value
-    check = check_results(bad)["servable"]
+    assert not [key for key in second.metadata if key.startswith("metric_")]  # none logged
+    check = check_results(bad, partition=None)["servable"]
     assert not check.passed
     assert "configured feature 'months_open' is not in the signature" in str(
         check.metadata["reason"].value
     )
+
+
+def test_a_lightgbm_version_is_compiled_when_recorded_and_then_scores_bitwise_equal(
+    small_config: ServingConfig,
+    state: LocalState,
+    instance: dg.DagsterInstance,
+    warehouse: DuckDBWarehouse,
+    materialize: Materialize,
+) -> None:
+    grid = small_config.models["grid"]
+    own = materialize("grid")
+    by_own_predict = warehouse.read_partition(predictions_table(grid), PARTITION)
+    instance.add_dynamic_partitions(model_versions_partitions(grid).name, ["1"])
+
+    recorded = dg.materialize(
+        [build_version_asset(grid)],
+        partition_key="1",
+        resources=resources_for_deployment(small_config, state),
+        instance=instance,
+    )
+    compiled_rows = materialize("grid")
+
+    [version] = recorded.asset_materializations_for_node("grid_model")
+    figures = {key: value.value for key, value in version.metadata.items()}
+    assert figures["compiled"] == "compiled"
+    assert figures["compiled_partition"] == PARTITION.key
+    assert figures["compiled_rows_compared"] == SMALL_ROWS["grid_cells"]
+    assert figures["compiled_rows_bitwise_equal"] == SMALL_ROWS["grid_cells"]
+    assert figures["compiled_max_abs_diff"] == 0.0
+    [before] = own.asset_materializations_for_node("grid_predictions")
+    [after] = compiled_rows.asset_materializations_for_node("grid_predictions")
+    assert before.metadata["scored_with"].value.startswith("the model's own predict")
+    assert after.metadata["scored_with"].value.startswith("compiled")
+    by_compiled = warehouse.read_partition(predictions_table(grid), PARTITION)
+    key = grid.key_columns[0]
+    assert np.array_equal(
+        by_compiled.sort_values(key)["whitespace_score"].to_numpy(),
+        by_own_predict.sort_values(key)["whitespace_score"].to_numpy(),
+    )
+    # The on-demand endpoint's decision serves the same compiled form: bitwise parity.
+    endpoint = ServedModel(grid, ModelRegistry(state.tracking_uri, allow_pickled_models=True))
+    endpoint.refresh()
+    assert endpoint.current().compiled is not None
+    features = warehouse.read_partition(features_table(grid), PARTITION).head(25)
+    served = score_rows(
+        grid, endpoint.current(), PARTITION, features.drop(columns=["market", "month"]), "request"
+    )
+    table = by_compiled.set_index(key).loc[served[key]]
+    assert served["whitespace_score"].tolist() == table["whitespace_score"].tolist()
+    # The session's registry keeps its artifacts in one directory: leave no compiled form
+    # behind for the tests that follow.
+    client = mlflow.MlflowClient(state.tracking_uri)
+    run = client.get_run(client.get_model_version(grid.registered_model, "1").run_id)
+    shutil.rmtree(Path(urlparse(run.info.artifact_uri).path) / ARTIFACTS)

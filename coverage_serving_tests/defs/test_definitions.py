@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from coverage_serving.config import ServingConfig, load_serving_config
-from coverage_serving.definitions import WAREHOUSE_VAR, build_definitions
+from coverage_serving.definitions import build_definitions
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.settings import LocalState
+from coverage_serving.wiring import WAREHOUSE_VAR
 from coverage_serving_tests.conftest import SMALL_CONFIG
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -34,7 +35,13 @@ def describe_graph(defs: dg.Definitions) -> dict[str, Any]:
                 for parent in sorted(node.parent_keys)
             },
             "partitions": _describe_partitions(node.partitions_def),
-            "checks": sorted(check.name for check in node.check_keys),
+            # Evaluated per partition (recorded for each one) or once per run.
+            "checks": {
+                check.name: "per partition"
+                if node.assets_def.get_spec_for_check_key(check).partitions_def
+                else "per run"
+                for check in sorted(node.check_keys)
+            },
             "backfill": str(node.backfill_policy.policy_type) if node.backfill_policy else None,
         }
     jobs = {
@@ -93,12 +100,36 @@ def test_asset_graph_matches_snapshot(tmp_path: Path) -> None:
 def test_definitions_module_loads_the_shipped_config() -> None:
     from coverage_serving.definitions import defs
 
-    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    keys = {key.to_user_string() for key in defs().resolve_asset_graph().get_all_asset_keys()}
     assert keys == {
         f"{model}_{asset}"
         for model in ("store", "grid")
         for asset in ("features", "predictions", "shadow_predictions", "model")
     }
+
+
+def test_descriptions_flow_from_the_config_to_columns_and_checks(tmp_path: Path) -> None:
+    config = load_serving_config()
+    graph = build_definitions(config, LocalState(tmp_path)).resolve_asset_graph()
+
+    undescribed = [
+        key.to_user_string()
+        for asset in graph.get_all_asset_keys()
+        for key in graph.get(asset).check_keys
+        if not graph.get(asset).assets_def.get_spec_for_check_key(key).description
+    ]
+    assert undescribed == []
+
+    def described(asset: str) -> dict[str, str | None]:
+        schema = graph.get(dg.AssetKey(asset)).metadata["dagster/column_schema"]
+        return {column.name: column.description for column in schema.columns}
+
+    features, predictions = described("store_features"), described("store_predictions")
+    store = config.models["store"]
+    assert features["income_index"] == store.features["income_index"].description
+    assert features["month"] == "the first day of the partition's month"
+    assert predictions["sales_potential"] == store.predictions["sales_potential"].description
+    assert predictions["model_version"] == "version of the registered model that scored the row"
 
 
 def test_unknown_warehouse_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,20 +168,23 @@ def test_a_third_model_gets_assets_checks_jobs_and_automation(
             "store_churn_model": "AllPartitionMapping",
         },
         "partitions": {"market": ["ID"], "month": {"cron": "0 0 1 * *", "start": "2026-01-01"}},
-        "checks": [
-            "feature_drift_previous_month",
-            "feature_drift_reference",
-            "output_contract",
-            "prediction_drift_previous_month",
-            "prediction_drift_reference",
-            "row_count_change",
-        ],
+        "checks": dict.fromkeys(
+            [
+                "feature_drift_previous_month",
+                "feature_drift_reference",
+                "output_contract",
+                "prediction_drift_previous_month",
+                "prediction_drift_reference",
+                "row_count_change",
+            ],
+            "per partition",
+        ),
         "backfill": "BackfillPolicyType.SINGLE_RUN",
     }
-    assert graph["assets"]["store_churn_features"]["checks"] == [
-        "input_contract",
-        "unmatched_markets",
-    ]
+    assert graph["assets"]["store_churn_features"]["checks"] == {
+        "input_contract": "per partition",
+        "unmatched_markets": "per partition",
+    }
     assert {"store_churn_registry_sensor", "store_churn_new_data_sensor"} <= set(graph["sensors"])
     assert graph["schedules"]["store_churn_monthly_refresh"]["job"] == "score_store_churn"
     assert graph["jobs"]["score_store_churn"] == [

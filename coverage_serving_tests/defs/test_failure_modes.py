@@ -207,7 +207,8 @@ def test_quarantine_beyond_the_allowed_fraction_fails_and_writes_nothing(
     assert not result.success
     check = check_results(result)["rejected_rows"]
     assert not check.passed
-    assert check.metadata["over_limit"].value == PARTITION.key
+    assert check.metadata["rejected_rows"].value == 2
+    assert check.metadata["rejected_fraction"].value == pytest.approx(2 / SMALL_ROWS["stores"])
     failure = result.failure_data_for_node("store_features")
     assert failure is not None and failure.user_failure_data is not None
     metadata = failure.user_failure_data.metadata
@@ -338,7 +339,7 @@ def test_rows_of_no_configured_market_fail_their_month_when_configured_and_write
         result = score(model, small_config, state, partition)
 
         assert not result.success
-        check = check_results(result)["unmatched_markets"]
+        check = check_results(result, partition)["unmatched_markets"]
         assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
         assert check.metadata["unmatched_rows"].value == 3
         assert failure_description(result, "store_features") == (

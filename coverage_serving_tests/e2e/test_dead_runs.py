@@ -23,7 +23,6 @@ import pytest
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.batch import refresh_features
 from coverage_serving.core.tables import predictions_table
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.defs.jobs import scoring_job_name
 from coverage_serving.defs.partitions import partition_range_tags
 from coverage_serving.defs.tags import PINNED_VERSION_TAG
@@ -34,6 +33,7 @@ from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import Warehouse
 from coverage_serving.warehouse.bigquery import BigQueryWarehouse
+from coverage_serving.wiring import open_warehouse
 from coverage_serving_tests.conftest import SMALL_CONFIG, SMALL_ROWS
 from coverage_serving_tests.defs.paused_definitions import MARKER_VAR
 from coverage_serving_tests.e2e.conftest import Platform
@@ -67,7 +67,7 @@ def start_a_run_that_stages_and_waits(
     """Score PARTITION of the store model until its predictions are staged; return the process,
     waiting to be killed, and its run's id."""
     # The feature snapshot it scores, written here: a step process less to wait for.
-    refresh_features(warehouse_for_deployment(state).open(), store, Partition.parse(PARTITION), "")
+    refresh_features(open_warehouse(state), store, Partition.parse(PARTITION), "")
     # The instance's storage exists before any run, as under `make dev`.
     dg.DagsterInstance.from_config(str(state.dagster_home)).dispose()
     marker = tmp_path / "staged"
@@ -137,7 +137,7 @@ def each_warehouse(request: pytest.FixtureRequest, state: LocalState) -> Warehou
     """The warehouse the runs write, sources loaded: the state's DuckDB file, or the emulator."""
     if request.param == "bigquery":
         request.getfixturevalue("bigquery_env")
-    opened = warehouse_for_deployment(state).open()
+    opened = open_warehouse(state)
     if request.param == "bigquery":
         small_config: ServingConfig = request.getfixturevalue("small_config")
         write_demo_sources(opened, small_config, SMALL_ROWS)

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving.warehouse.bigquery import BigQueryWarehouse
+from coverage_serving.wiring import open_warehouse
 from coverage_serving_tests.warehouse.sample import JANUARY, TABLE, replace_with_version
 
 NEW_ROWS = 50_000
@@ -81,7 +81,7 @@ def pausing_bigquery(warehouse: BigQueryWarehouse, phase: str, marker: Path) -> 
 
 
 def main(phase: str, marker: Path) -> None:
-    warehouse = warehouse_for_deployment(LocalState.from_env()).open()
+    warehouse = open_warehouse(LocalState.from_env())
     if isinstance(warehouse, DuckDBWarehouse):
         warehouse = pausing_duckdb(warehouse, marker)
     else:

@@ -1,5 +1,7 @@
-"""The BigQuery warehouse against the local-bigquery emulator (REST and Storage Read), and the
-SQL it sends, pinned: the emulator accepts DATE comparisons that BigQuery rejects."""
+"""What only the BigQuery warehouse has, against the local-bigquery emulator: its table
+definitions, Storage Read beside REST, injected failures of its swap, and the SQL it sends,
+pinned, since the emulator accepts DATE comparisons that BigQuery rejects (test_contract.py
+runs the rest)."""
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -11,9 +13,8 @@ from google.api_core import exceptions as google_errors
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.demo.emulator import Emulator
-from coverage_serving.errors import EmptyPartitionError, WarehouseError
+from coverage_serving.errors import WarehouseError
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse.base import History
 from coverage_serving.warehouse.bigquery import (
@@ -26,20 +27,12 @@ from coverage_serving.warehouse.bigquery import (
     select_partition_sql,
 )
 from coverage_serving.warehouse.history import archive_for
+from coverage_serving.wiring import open_warehouse, warehouse_target
 from coverage_serving_tests.warehouse.sample import (
-    FEBRUARY,
     HISTORY,
     JANUARY,
     TABLE,
     check_a_failed_swap_keeps_table_and_history,
-    check_comparison,
-    check_constants,
-    check_distinct_values,
-    check_history_is_pruned_to_the_last_versions,
-    check_history_keeps_each_replaced_version_once,
-    check_history_needs_the_new_version,
-    check_latest_row,
-    check_unmatched_markets,
     refusals_of_every_read,
     replace_with_version,
     rows,
@@ -50,7 +43,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def warehouse(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
-    opened = warehouse_for_deployment(LocalState(tmp_path)).open()
+    opened = open_warehouse(LocalState(tmp_path))
     assert isinstance(opened, BigQueryWarehouse)
     return opened
 
@@ -74,18 +67,6 @@ def rest_only(warehouse: BigQueryWarehouse, rest_client: bigquery.Client) -> Big
     return BigQueryWarehouse(connect, rest_client.project, warehouse.dataset)
 
 
-def test_a_written_partition_reads_back_with_its_types(warehouse: BigQueryWarehouse) -> None:
-    written = rows(JANUARY, count=5)
-
-    assert warehouse.replace_partition(TABLE, JANUARY, written) == 5
-
-    read = warehouse.read_partition(TABLE, JANUARY)
-    expected = written.astype({"month": "datetime64[us]", "scored_at": "datetime64[us, UTC]"})
-    pd.testing.assert_frame_equal(read, expected)
-    assert read["note"].isna().sum() == 2
-    assert warehouse.list_partitions(TABLE) == [JANUARY]
-
-
 def test_the_table_is_created_from_the_contract(
     warehouse: BigQueryWarehouse, rest_client: bigquery.Client
 ) -> None:
@@ -105,21 +86,11 @@ def test_the_table_is_created_from_the_contract(
     assert table.time_partitioning.type_ == "MONTH"
     assert table.time_partitioning.field == "month"
     assert table.clustering_fields == ["market"]
-
-
-def test_a_rewrite_replaces_the_partition_and_keeps_the_others(
-    warehouse: BigQueryWarehouse,
-) -> None:
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=4, version=1))
-    warehouse.replace_partition(TABLE, FEBRUARY, rows(FEBRUARY, count=2, version=1))
-
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY, count=3, version=2))
-
-    january = warehouse.read_partition(TABLE, JANUARY)
-    assert sorted(january["id"]) == ["k0", "k1", "k2"]
-    assert set(january["version"]) == {2}
-    assert len(warehouse.read_partition(TABLE, FEBRUARY)) == 2
-    assert warehouse.list_partitions(TABLE) == [JANUARY, FEBRUARY]
+    # The contract's descriptions, in BigQuery's catalog (the emulator keeps them too).
+    assert table.description == "Scores of the warehouse tests"
+    assert {f.name: f.description for f in table.schema if f.description} == {
+        "note": "the scorer's note"
+    }
 
 
 def test_a_failure_between_staging_and_swap_keeps_the_old_rows(
@@ -164,15 +135,6 @@ def test_a_failing_swap_statement_rolls_back(
     assert set(warehouse.read_partition(TABLE, JANUARY)["version"]) == {1}
 
 
-def test_an_empty_input_keeps_the_old_rows(warehouse: BigQueryWarehouse) -> None:
-    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
-
-    with pytest.raises(EmptyPartitionError, match="old rows are kept"):
-        warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY).iloc[0:0])
-
-    assert len(warehouse.read_partition(TABLE, JANUARY)) == 3
-
-
 def test_storage_read_and_rest_give_the_same_frame(
     warehouse: BigQueryWarehouse, rest_client: bigquery.Client
 ) -> None:
@@ -185,14 +147,6 @@ def test_storage_read_and_rest_give_the_same_frame(
         by_storage.sort_values("id", ignore_index=True),
         by_rest.sort_values("id", ignore_index=True),
     )
-
-
-def test_a_missing_table_reads_as_an_error_and_lists_no_partitions(
-    warehouse: BigQueryWarehouse,
-) -> None:
-    assert warehouse.list_partitions(TABLE) == []
-    with pytest.raises(WarehouseError, match=r"local-project\.test_\w+_serving\.scores does not"):
-        warehouse.read_partition(TABLE, JANUARY)
 
 
 def test_partition_sql_compares_dates_with_a_bound_date() -> None:
@@ -228,15 +182,7 @@ def test_bigquery_needs_its_project_and_dataset(
     monkeypatch.delenv("BIGQUERY_PROJECT", raising=False)
 
     with pytest.raises(ValueError, match="needs BIGQUERY_PROJECT to be set"):
-        warehouse_for_deployment(LocalState(tmp_path))
-
-
-def test_constant_columns_are_added_at_the_swap(warehouse: BigQueryWarehouse) -> None:
-    check_constants(warehouse)
-
-
-def test_latest_row_is_the_keys_row_of_its_latest_month(warehouse: BigQueryWarehouse) -> None:
-    check_latest_row(warehouse)
+        warehouse_target(LocalState(tmp_path))
 
 
 def test_latest_row_sql_binds_market_and_key_values() -> None:
@@ -244,14 +190,6 @@ def test_latest_row_sql_binds_market_and_key_values() -> None:
         "SELECT `id`, `month` FROM `p.d.t` WHERE market = @market AND `id` = @key_0 "
         "ORDER BY month DESC LIMIT 1"
     )
-
-
-def test_distinct_values_are_per_partition_of_asked_months(warehouse: BigQueryWarehouse) -> None:
-    check_distinct_values(warehouse)
-
-
-def test_unmatched_markets_are_counted_per_month_and_value(warehouse: BigQueryWarehouse) -> None:
-    check_unmatched_markets(warehouse)
 
 
 def test_a_column_in_another_case_and_a_timestamp_month_are_named(
@@ -276,18 +214,6 @@ def test_a_column_in_another_case_and_a_timestamp_month_are_named(
     }
 
 
-def test_a_comparison_of_two_tables_equals_a_hand_computation(warehouse: BigQueryWarehouse) -> None:
-    check_comparison(warehouse)
-
-
-def test_history_keeps_each_replaced_version_once(warehouse: BigQueryWarehouse) -> None:
-    check_history_keeps_each_replaced_version_once(warehouse)
-
-
-def test_history_is_pruned_to_the_last_versions(warehouse: BigQueryWarehouse) -> None:
-    check_history_is_pruned_to_the_last_versions(warehouse)
-
-
 def test_a_failed_swap_keeps_table_and_history(
     warehouse: BigQueryWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -299,10 +225,6 @@ def test_a_failed_swap_keeps_table_and_history(
             replace_with_version(warehouse, JANUARY, 3, "run-3")
 
     check_a_failed_swap_keeps_table_and_history(warehouse, replace_failing_in_the_swap)
-
-
-def test_history_needs_the_new_version(warehouse: BigQueryWarehouse) -> None:
-    check_history_needs_the_new_version(warehouse)
 
 
 def test_the_history_table_is_partitioned_and_clustered_like_the_table(

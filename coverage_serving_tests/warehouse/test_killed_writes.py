@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster_duckdb import DuckDBResource
 
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.settings import HOME_VAR, LocalState
-from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
+from coverage_serving.warehouse import Warehouse
 from coverage_serving.warehouse.bigquery import STAGING_LIFETIME, BigQueryWarehouse
+from coverage_serving.wiring import open_warehouse
 from coverage_serving_tests.warehouse.interrupted_write import NEW_ROWS
 from coverage_serving_tests.warehouse.sample import (
     FEBRUARY,
@@ -75,7 +74,7 @@ def assert_old_rows_intact(warehouse: Warehouse) -> None:
 def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
     state = LocalState(tmp_path / "home")
     state.create()
-    warehouse = DuckDBWarehouse(DuckDBResource(database=str(state.warehouse_path)).get_connection)
+    warehouse = open_warehouse(state)
     write_old_rows(warehouse)
 
     kill_during_replace("deleted", state.home, tmp_path)
@@ -91,7 +90,7 @@ def test_a_killed_duckdb_replace_keeps_the_old_rows(tmp_path: Path) -> None:
 
 @pytest.fixture
 def bigquery_with_old_rows(bigquery_env: str, tmp_path: Path) -> BigQueryWarehouse:
-    warehouse = warehouse_for_deployment(LocalState(tmp_path)).open()
+    warehouse = open_warehouse(LocalState(tmp_path))
     assert isinstance(warehouse, BigQueryWarehouse)
     write_old_rows(warehouse)
     return warehouse

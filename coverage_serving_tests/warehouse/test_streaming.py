@@ -1,29 +1,15 @@
 """Streamed reads and chunked, staged writes, on both warehouses (a DuckDB file and the BigQuery
 emulator): bounded chunks, and the whole-partition checks on the staged rows before the swap."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 
-from coverage_serving.definitions import warehouse_for_deployment
 from coverage_serving.errors import WarehouseError
-from coverage_serving.settings import LocalState
-from coverage_serving.warehouse import DuckDBWarehouse, Warehouse
+from coverage_serving.warehouse import Warehouse
 from coverage_serving.warehouse.base import Staged
 from coverage_serving_tests.warehouse.sample import JANUARY, TABLE, rows
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["duckdb", "bigquery"])
-def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
-    if request.param == "duckdb":
-        database = str(tmp_path / "warehouse.duckdb")
-        return DuckDBWarehouse(DuckDBResource(database=database).get_connection)
-    request.getfixturevalue("bigquery_env")
-    return warehouse_for_deployment(LocalState(tmp_path)).open()
 
 
 def chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
