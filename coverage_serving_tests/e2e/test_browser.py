@@ -93,6 +93,11 @@ def test_a_partition_materialised_from_the_ui_shows_its_check(
     page.goto(f"{ui}/locations/coverage_serving/jobs/score_store/runs")
     expect(page.get_by_role("link", name=platform.demo_runs["score_store"][:8])).to_be_visible()
     shots.take("score_store_runs")
+    # Its page offers re-execution without "may be different" or "not found" warnings: the run
+    # names the loaded code location and the job snapshot the location has loaded.
+    page.goto(f"{ui}/runs/{platform.demo_runs['score_store']}")
+    expect(page.get_by_role("button", name="Re-execute all (*)", exact=True)).to_be_enabled()
+    shots.take("demo_run")
 
     page.goto(f"{ui}/assets/store_predictions")
     # "Materialize…" once the page knows the asset (a disabled "Materialize" before); it
