@@ -3,11 +3,13 @@ the command line. Only the commands that run Dagster (demo, demo-data, dev, rele
 it: the others assemble the warehouse and registry through coverage_serving/wiring.py."""
 
 import argparse
+import logging
 import os
 import sys
 import time
 
 import uvicorn
+from fastapi import FastAPI
 
 from coverage_serving.config import ConfigError, ModelConfig, ServingConfig, load_serving_config
 from coverage_serving.core.drift_summary import drift_summary
@@ -17,6 +19,8 @@ from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ServingError
 from coverage_serving.local_servers import Server, run_until_interrupted
 from coverage_serving.online.app import build_app
+from coverage_serving.online.auth import hash_key, keyring_of, new_key
+from coverage_serving.online.exposure import require_safe_exposure
 from coverage_serving.settings import REPO_ROOT, LocalState
 from coverage_serving.warehouse import Warehouse
 from coverage_serving.wiring import open_registry, open_warehouse
@@ -44,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (each loads every model)"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback address without online.auth (logged as such)",
+    )
+    commands.add_parser(
+        "api-key",
+        help="a new API key for a client, and the hash line to add to the keys document",
+    )
     drift = commands.add_parser(
         "drift", help="the monitoring checks of every profiled partition of a model"
     )
@@ -69,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "release-run":
             return release(args.run_id)
+        if args.command == "api-key":
+            return api_key()
         config = load_serving_config()
         if args.command == "train-demo-model":
             return train(config, state, args.model, args.alias)
@@ -77,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             return dev(state, args.dagster_port, args.mlflow_port)
         if args.command == "serve":
-            return serve(config, state, args.host, args.port)
+            return serve(config, args.host, args.port, args.workers, args.insecure)
         if args.command == "demo-bigquery":
             with running_emulator(state.home / "bigquery") as emulator:
                 os.environ.update(emulator.environment(BIGQUERY_DEMO_DATASET))
@@ -106,11 +124,43 @@ def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) ->
     return demo(config, state, warehouse) if command == "demo" else 0
 
 
-def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int:
+def serve(config: ServingConfig, host: str, port: int, workers: int, insecure: bool) -> int:
     """Serve every configured model over HTTP until interrupted."""
-    app = build_app(config, open_registry(config.registry, state), open_warehouse(state))
+    configure_online_logging()
+    require_safe_exposure(host, keyring_of(config.online.auth) is not None, insecure)
     print(f"on-demand scoring: http://{host}:{port}/v1/models  (OpenAPI: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Each worker process builds its own app (online_app): an import string, not an object.
+    uvicorn.run(
+        "coverage_serving.cli:online_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,  # configure_online_logging's, in this process and each worker
+        access_log=False,  # the audit line says more, and says it once
+    )
+    return 0
+
+
+def online_app() -> FastAPI:
+    """The app of one server process, from the environment the serve command runs in."""
+    configure_online_logging()
+    state = LocalState.from_env()
+    config = load_serving_config()
+    registry, warehouse = open_registry(config.registry, state), open_warehouse(state)
+    return build_app(config, registry, warehouse, keyring_of(config.online.auth))
+
+
+def configure_online_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def api_key() -> int:
+    key = new_key()
+    print(f"API key (give it to the client; it is not stored anywhere): {key}")
+    print(f"its hash, for the client's keys list in the keys document: {hash_key(key)}")
     return 0
 
 
