@@ -5,8 +5,6 @@ it: the others assemble the warehouse and registry through coverage_serving/wiri
 import argparse
 import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -19,6 +17,7 @@ from coverage_serving.core.monitoring import ProfileStore
 from coverage_serving.demo.emulator import running_emulator
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ServingError
+from coverage_serving.local_servers import Server, run_until_interrupted
 from coverage_serving.online.app import build_app
 from coverage_serving.online.auth import hash_key, keyring_of, new_key
 from coverage_serving.online.exposure import require_safe_exposure
@@ -83,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     state = LocalState.from_env()
     state.create()
     os.environ["DAGSTER_HOME"] = str(state.dagster_home)  # one state directory for all
-    # A progress bar per model download is noise in a batch log.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         if args.command == "release-run":
             return release(args.run_id)
@@ -111,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ServingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C during `demo` or `drift`: a run it interrupted is marked failed by Dagster.
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) -> int:
@@ -247,28 +248,21 @@ def dev(state: LocalState, dagster_port: int, mlflow_port: int) -> int:
             str(mlflow_port),
             "--workers",
             "1",  # one person browsing; the default 4 only costs memory
+            # Not a line per static file the MLflow UI loads.
+            "--uvicorn-opts",
+            "--no-access-log",
         ],
     ]
     print(f"Dagster UI: http://127.0.0.1:{dagster_port}  MLflow UI: http://127.0.0.1:{mlflow_port}")
-    # SIGTERM (e.g. from a process manager) stops both UIs the same way Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # Each server in its own process group, so a stop reaches its workers as Ctrl-C would.
-    processes = [subprocess.Popen(command, start_new_session=True) for command in commands]
-    try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        # Both servers shut down cleanly on SIGINT to their group; `dagster dev` ignores SIGTERM.
-        for process in processes:
-            os.killpg(process.pid, signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-    return 0
+    return run_until_interrupted(
+        [
+            # `dagster dev` stops its webserver, daemon and code servers itself; interrupted
+            # with them, they printed a threading traceback.
+            Server("dagster", commands[0]),
+            # `mlflow server` only waits on the uvicorn process it starts.
+            Server("mlflow", commands[1], interrupt_group=True),
+        ]
+    )
 
 
 if __name__ == "__main__":
