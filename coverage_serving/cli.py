@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     state = LocalState.from_env()
     state.create()
     os.environ["DAGSTER_HOME"] = str(state.dagster_home)  # one state directory for all
+    # MLflow announces at INFO that it creates a new sqlite registry's tables: not news here.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         if args.command == "release-run":
             return release(args.run_id)

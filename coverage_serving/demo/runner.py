@@ -9,6 +9,7 @@ from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.served_version import served_version
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.defs.jobs import scoring_job_name
+from coverage_serving.defs.names import features_asset_key
 from coverage_serving.defs.partitions import all_partitions_tags, model_partitions
 from coverage_serving.demo.data import DEFAULT_ROWS, GENERATORS
 from coverage_serving.demo.models import train_demo_model
@@ -82,7 +83,9 @@ def run_main_jobs(
         run = create_run(defs, job.name, instance, all_partitions_tags(model), IN_THIS_PROCESS)
         print(f"{job.name}: run {run.run_id}", flush=True)
         total = len(model_partitions(model).get_partition_keys())
-        ended = execute(defs, run, instance, PartitionProgress(total))
+        # The feature snapshot records its partitions as its step ends: one line for them.
+        progress = PartitionProgress(total, {features_asset_key(model).to_user_string()})
+        ended = execute(defs, run, instance, progress)
         if not ended.is_success:
             failed.append(f"{job.name} (run {run.run_id})")
     return failed
