@@ -11,7 +11,7 @@ EMULATOR_INSTALLED := $(EMULATOR_VENV)/.installed
 EMULATOR_PINS := coverage_serving_tests/emulator
 export COVERAGE_SERVING_HOME ?= $(CURDIR)/.coverage_serving
 
-.PHONY: install emulator demo demo-bigquery test lint dev serve bench clean
+.PHONY: install emulator chromium demo demo-bigquery test lint dev serve bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,14 @@ demo: $(INSTALLED)
 demo-bigquery: $(INSTALLED) $(EMULATOR_INSTALLED)
 	$(BIN)/coverage-serving demo-bigquery
 
-test: $(INSTALLED) $(EMULATOR_INSTALLED) lint
+# Debian's Chromium for the browser test, installed when missing and allowed (root, or sudo
+# without a password); without it the browser test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| (sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
+
+test: $(INSTALLED) $(EMULATOR_INSTALLED) lint chromium
 	$(BIN)/pytest
 
 lint: $(INSTALLED)

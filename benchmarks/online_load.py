@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/online_load.py [--requests 500]
 
-Registers the shipped demo models in a temporary state directory, starts `coverage-serving
-serve` as its own process on a free loopback port, and from this process sends a bounded loop
-of requests one after another over one keep-alive connection: 1-row and 100-row requests to
-each model. Reports p50/p99 latency and requests/s (and rows/s) per case.
+Registers the shipped demo models in a temporary state directory and first times each model's
+own `pyfunc.predict` in this process (the floor). Then starts `coverage-serving serve` as its own
+process on a free loopback port and sends a bounded loop of requests one after another over one
+keep-alive connection: 1-row and 100-row requests to each model, p50/p99 latency, requests/s and
+the p50 overhead over the in-process predict. Then 8 concurrent clients (a thread and a
+keep-alive connection each) against one worker process and against `--workers 2`: requests/s
+and errors.
 """
 
 import argparse
@@ -17,18 +20,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from coverage_serving.config import load_serving_config
+from coverage_serving.core.served_version import load_served_model
 from coverage_serving.demo.data import GENERATORS
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.runner import ensure_demo_models
 from coverage_serving.partition import Partition
+from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import HOME_VAR, LocalState
 
 PARTITION = Partition("IN", date(2026, 1, 1))
+CONCURRENT_CLIENTS = 8
 
 
 def feature_rows(name: str, count: int) -> list[dict[str, Any]]:
@@ -53,31 +62,98 @@ def wait_until_ready(port: int, server: subprocess.Popen) -> float:
     raise SystemExit("the server was not ready after 120 s")
 
 
+def in_process_predict_ms(state: LocalState, name: str, rows: list[dict[str, Any]]) -> float:
+    """p50 of the registered model's own pyfunc.predict on these rows, in this process."""
+    config = load_serving_config()
+    model = config.models[name]
+    registry = ModelRegistry(state.tracking_uri, config.registry.allow_pickled_models)
+    loaded = load_served_model(registry, model)
+    frame = pd.DataFrame(rows)[model.feature_columns]
+    for _ in range(20):
+        loaded.predict(frame)
+    times = []
+    for _ in range(300):
+        started = time.perf_counter()
+        loaded.predict(frame)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def send(connection: http.client.HTTPConnection, name: str, body: bytes) -> float:
+    sent = time.perf_counter()
+    connection.request("POST", f"/v1/models/{name}/predict", body, HEADERS)
+    response = connection.getresponse()
+    answer = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{name}: HTTP {response.status}: {answer[:500]!r}")
+    return time.perf_counter() - sent
+
+
+HEADERS = {"Content-Type": "application/json"}
+
+
+def request_body(rows: list[dict[str, Any]]) -> bytes:
+    # Bytes: http.client then sends headers and body in one write. A str body goes in a second
+    # write, which Nagle's algorithm holds until the server's delayed ACK (~40 ms on Linux).
+    return json.dumps({"market": PARTITION.market, "month": "2026-01-01", "rows": rows}).encode()
+
+
 def measure(port: int, name: str, rows: list[dict[str, Any]], requests: int) -> dict[str, float]:
-    body = json.dumps({"market": PARTITION.market, "month": "2026-01-01", "rows": rows})
-    headers = {"Content-Type": "application/json"}
+    body = request_body(rows)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies = []
     for _ in range(10):  # warm-up: first-call costs are not what a steady client sees
-        connection.request("POST", f"/v1/models/{name}/predict", body, headers)
-        connection.getresponse().read()
+        send(connection, name, body)
     started = time.perf_counter()
-    for _ in range(requests):
-        sent = time.perf_counter()
-        connection.request("POST", f"/v1/models/{name}/predict", body, headers)
-        response = connection.getresponse()
-        answer = response.read()
-        latencies.append(time.perf_counter() - sent)
-        if response.status != 200:
-            raise SystemExit(f"{name}: HTTP {response.status}: {answer[:500]!r}")
+    latencies = sorted(send(connection, name, body) for _ in range(requests))
     seconds = time.perf_counter() - started
-    latencies.sort()
     return {
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "requests_per_s": requests / seconds,
         "rows_per_s": requests * len(rows) / seconds,
     }
+
+
+def concurrent(
+    port: int, name: str, rows: list[dict[str, Any]], requests: int
+) -> tuple[float, int]:
+    """Requests/s and errors of CONCURRENT_CLIENTS clients sending `requests` each."""
+    body = request_body(rows)
+
+    def client() -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        errors = 0
+        for _ in range(requests):
+            try:
+                send(connection, name, body)
+            except (RuntimeError, OSError):
+                errors += 1
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        return errors
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
+        errors = sum(pool.map(lambda _: client(), range(CONCURRENT_CLIENTS)))
+    return CONCURRENT_CLIENTS * requests / (time.perf_counter() - started), errors
+
+
+def start_server(home: str, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coverage_serving.cli",
+            "serve",
+            f"--port={port}",
+            f"--workers={workers}",
+        ],
+        env={**os.environ, HOME_VAR: home},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    print(f"{workers} worker(s): ready after {wait_until_ready(port, server):.1f}s", flush=True)
+    return server, port
 
 
 def main() -> None:
@@ -88,25 +164,42 @@ def main() -> None:
         state = LocalState(Path(home))
         state.create()
         ensure_demo_models(load_serving_config(), state)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "coverage_serving.cli", "serve", f"--port={port}"],
-            env={**os.environ, HOME_VAR: home},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        floor = {
+            (name, size): in_process_predict_ms(state, name, feature_rows(name, size))
+            for name in ("store", "grid")
+            for size in (1, 100)
+        }
+        server, port = start_server(home, workers=1)
         try:
-            print(f"server ready after {wait_until_ready(port, server):.1f}s (models loaded)")
             for name in ("store", "grid"):
                 for size in (1, 100):
                     figures = measure(port, name, feature_rows(name, size), args.requests)
                     print(
                         f"{name:5s} {size:3d} row(s)/request, {args.requests} requests: "
-                        f"p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
+                        f"in-process predict p50 {floor[name, size]:5.2f} ms | HTTP p50 "
+                        f"{figures['p50_ms']:5.2f} ms  p99 {figures['p99_ms']:5.2f} ms  overhead "
+                        f"{figures['p50_ms'] - floor[name, size]:5.2f} ms  "
                         f"{figures['requests_per_s']:6.1f} requests/s  "
                         f"{figures['rows_per_s']:8.0f} rows/s",
                         flush=True,
                     )
+            rate, errors = concurrent(port, "grid", feature_rows("grid", 1), args.requests // 4)
+            print(
+                f"grid 1 row, {CONCURRENT_CLIENTS} concurrent clients, 1 worker: "
+                f"{rate:6.1f} requests/s, {errors} errors",
+                flush=True,
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        server, port = start_server(home, workers=2)
+        try:
+            rate, errors = concurrent(port, "grid", feature_rows("grid", 1), args.requests // 4)
+            print(
+                f"grid 1 row, {CONCURRENT_CLIENTS} concurrent clients, 2 workers: "
+                f"{rate:6.1f} requests/s, {errors} errors",
+                flush=True,
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)

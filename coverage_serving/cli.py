@@ -3,13 +3,13 @@ the command line. Only the commands that run Dagster (demo, demo-data, dev, rele
 it: the others assemble the warehouse and registry through coverage_serving/wiring.py."""
 
 import argparse
+import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 
 import uvicorn
+from fastapi import FastAPI
 
 from coverage_serving.config import ConfigError, ModelConfig, ServingConfig, load_serving_config
 from coverage_serving.core.drift_summary import drift_summary
@@ -17,7 +17,10 @@ from coverage_serving.core.monitoring import ProfileStore
 from coverage_serving.demo.emulator import running_emulator
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ServingError
+from coverage_serving.local_servers import Server, run_until_interrupted
 from coverage_serving.online.app import build_app
+from coverage_serving.online.auth import hash_key, keyring_of, new_key
+from coverage_serving.online.exposure import require_safe_exposure
 from coverage_serving.settings import REPO_ROOT, LocalState
 from coverage_serving.warehouse import Warehouse
 from coverage_serving.wiring import open_registry, open_warehouse
@@ -45,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (each loads every model)"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback address without online.auth (logged as such)",
+    )
+    commands.add_parser(
+        "api-key",
+        help="a new API key for a client, and the hash line to add to the keys document",
+    )
     drift = commands.add_parser(
         "drift", help="the monitoring checks of every profiled partition of a model"
     )
@@ -67,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     state = LocalState.from_env()
     state.create()
     os.environ["DAGSTER_HOME"] = str(state.dagster_home)  # one state directory for all
-    # A progress bar per model download is noise in a batch log.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow announces at INFO that it creates a new sqlite registry's tables: not news here.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         if args.command == "release-run":
             return release(args.run_id)
+        if args.command == "api-key":
+            return api_key()
         config = load_serving_config()
         if args.command == "train-demo-model":
             return train(config, state, args.model, args.alias)
@@ -80,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             return dev(state, args.dagster_port, args.mlflow_port)
         if args.command == "serve":
-            return serve(config, state, args.host, args.port)
+            return serve(config, args.host, args.port, args.workers, args.insecure)
         if args.command == "demo-bigquery":
             with running_emulator(state.home / "bigquery") as emulator:
                 os.environ.update(emulator.environment(BIGQUERY_DEMO_DATASET))
@@ -93,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ServingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C during `demo` or `drift`: a run it interrupted is marked failed by Dagster.
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) -> int:
@@ -105,11 +126,43 @@ def demo_on_warehouse(config: ServingConfig, state: LocalState, command: str) ->
     return demo(config, state, warehouse) if command == "demo" else 0
 
 
-def serve(config: ServingConfig, state: LocalState, host: str, port: int) -> int:
+def serve(config: ServingConfig, host: str, port: int, workers: int, insecure: bool) -> int:
     """Serve every configured model over HTTP until interrupted."""
-    app = build_app(config, open_registry(config.registry, state), open_warehouse(state))
+    configure_online_logging()
+    require_safe_exposure(host, keyring_of(config.online.auth) is not None, insecure)
     print(f"on-demand scoring: http://{host}:{port}/v1/models  (OpenAPI: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Each worker process builds its own app (online_app): an import string, not an object.
+    uvicorn.run(
+        "coverage_serving.cli:online_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,  # configure_online_logging's, in this process and each worker
+        access_log=False,  # the audit line says more, and says it once
+    )
+    return 0
+
+
+def online_app() -> FastAPI:
+    """The app of one server process, from the environment the serve command runs in."""
+    configure_online_logging()
+    state = LocalState.from_env()
+    config = load_serving_config()
+    registry, warehouse = open_registry(config.registry, state), open_warehouse(state)
+    return build_app(config, registry, warehouse, keyring_of(config.online.auth))
+
+
+def configure_online_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def api_key() -> int:
+    key = new_key()
+    print(f"API key (give it to the client; it is not stored anywhere): {key}")
+    print(f"its hash, for the client's keys list in the keys document: {hash_key(key)}")
     return 0
 
 
@@ -207,28 +260,21 @@ def dev(state: LocalState, dagster_port: int, mlflow_port: int) -> int:
             str(mlflow_port),
             "--workers",
             "1",  # one person browsing; the default 4 only costs memory
+            # Not a line per static file the MLflow UI loads.
+            "--uvicorn-opts",
+            "--no-access-log",
         ],
     ]
     print(f"Dagster UI: http://127.0.0.1:{dagster_port}  MLflow UI: http://127.0.0.1:{mlflow_port}")
-    # SIGTERM (e.g. from a process manager) stops both UIs the same way Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # Each server in its own process group, so a stop reaches its workers as Ctrl-C would.
-    processes = [subprocess.Popen(command, start_new_session=True) for command in commands]
-    try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        # Both servers shut down cleanly on SIGINT to their group; `dagster dev` ignores SIGTERM.
-        for process in processes:
-            os.killpg(process.pid, signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-    return 0
+    return run_until_interrupted(
+        [
+            # `dagster dev` stops its webserver, daemon and code servers itself; interrupted
+            # with them, they printed a threading traceback.
+            Server("dagster", commands[0]),
+            # `mlflow server` only waits on the uvicorn process it starts.
+            Server("mlflow", commands[1], interrupt_group=True),
+        ]
+    )
 
 
 if __name__ == "__main__":

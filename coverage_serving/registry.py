@@ -33,6 +33,10 @@ SQLITE_PREFIX = "sqlite:///"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 T = TypeVar("T")
 
+# A progress bar per download is noise in a batch log, and every process that downloads
+# (the CLI, a code server, a run worker) imports this module; set to true to see them.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 
 @dataclass(frozen=True)
 class RequestPolicy:

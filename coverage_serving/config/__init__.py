@@ -2,6 +2,7 @@
 
 from coverage_serving.config.loader import ConfigError, default_config_path, load_serving_config
 from coverage_serving.config.schema import (
+    AuthConfig,
     ChallengerConfig,
     ColumnSpec,
     ColumnType,
@@ -20,6 +21,7 @@ from coverage_serving.config.schema import (
 )
 
 __all__ = [
+    "AuthConfig",
     "ChallengerConfig",
     "ColumnSpec",
     "ColumnType",

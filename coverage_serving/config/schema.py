@@ -3,8 +3,10 @@
 import re
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
+import limits
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from coverage_serving.lineage import LINEAGE_COLUMN_NAMES
@@ -169,6 +171,33 @@ class AutomationConfig(_Strict):
     refresh_cron: Cron = "0 6 2 * *"
 
 
+def _rate_limit(value: str) -> str:
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a rate limit such as '100/second' or '1000 per minute'"
+        ) from None
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+
+
+class AuthConfig(_Strict):
+    """Where the on-demand endpoint finds its clients' API keys, hashed: a YAML document (README:
+    Exposing on-demand scoring) in an environment variable or a file, never in this config."""
+
+    keys_env: str | None = None  # the name of the variable, e.g. COVERAGE_SERVING_API_KEYS
+    keys_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AuthConfig":
+        if (self.keys_env is None) == (self.keys_file is None):
+            raise ValueError("online.auth: give exactly one of keys_env and keys_file")
+        return self
+
+
 class OnlineConfig(_Strict):
     """The on-demand endpoint (`coverage-serving serve`)."""
 
@@ -176,6 +205,15 @@ class OnlineConfig(_Strict):
     refresh_seconds: int = Field(default=30, ge=1)
     max_rows: int = Field(default=1000, ge=1)  # feature rows in one request
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    # None: no authentication, which the server allows only on a loopback address.
+    auth: AuthConfig | None = None
+    # Per client, unless its key entry says otherwise; counted per worker process with
+    # memory://, across workers with a shared store (e.g. redis://host:6379).
+    rate_limit: RateLimit = "100/second"
+    rate_limit_storage: str = "memory://"
+    # The model MLflow's /invocations scores; /models/{model}/invocations names one. None: the
+    # only configured model, if there is one.
+    default_model: Identifier | None = None
 
 
 class ChallengerConfig(_Strict):
@@ -338,4 +376,13 @@ class ServingConfig(_Strict):
                     f"output_table {model.output_table!r}"
                 )
             writers[model.output_table] = model.name
+        return self
+
+    @model_validator(mode="after")
+    def _default_model_is_configured(self) -> "ServingConfig":
+        default = self.online.default_model
+        if default is not None and default not in self.models:
+            raise ValueError(
+                f"online.default_model {default!r} is not a configured model {sorted(self.models)}"
+            )
         return self

@@ -78,23 +78,46 @@ def _resolve(
     return ref
 
 
+def load_version_named_by_caller(
+    registry: ModelRegistry, model: ModelConfig, version: int
+) -> LoadedModel:
+    """A version a caller names instead of the served one (the on-demand endpoint's "version"):
+    servable like any, and under a promotion gate one that passed it, was approved or served
+    before; HeldByGateError naming why otherwise. Loaded once per process and version."""
+    ref = registry.pinned(model.registered_model, version, None)
+    why = _gate_refusal(registry, model, ref)
+    if why is not None:
+        raise HeldByGateError(
+            f"model {model.name!r}: {ref.name} version {ref.version} may not be named by a "
+            f"caller, it is held by the promotion gate: {why}. Score with the served version, or "
+            f"tag version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
+        )
+    return load_served_model(registry, model, Pin(version))
+
+
 def _require_gate_passed(registry: ModelRegistry, model: ModelConfig, ref: ModelVersionRef) -> None:
-    """With a promotion gate, the served alias may point only at a version that passed its
-    shadow comparison, that a person approved, or that served before (a rollback); the first
-    version ever served has nothing to be compared with and passes."""
+    why = _gate_refusal(registry, model, ref)
+    if why is not None:
+        raise HeldByGateError(
+            f"model {model.name!r}: @{model.alias} points at {ref.name} version {ref.version}, "
+            f"held by the promotion gate: {why}; the tables keep the version they hold. To serve "
+            f"it anyway, tag version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
+        )
+
+
+def _gate_refusal(registry: ModelRegistry, model: ModelConfig, ref: ModelVersionRef) -> str | None:
+    """Why the promotion gate holds `ref` back, None when it does not. With a gate, a version
+    may serve only if it passed its shadow comparison, a person approved it, or it served
+    before (a rollback); the first version ever served has nothing to be compared with and
+    passes."""
     tags = ref.tags
     if model.promotion_gate is None or tags.get(APPROVED_TAG) or tags.get(SERVED_TAG):
-        return
+        return None
     if not registry.has_version_tagged(model.registered_model, SERVED_TAG):
-        return
+        return None
     verdict = tags.get(VERDICT_TAG)
     if verdict == "passed":
-        return
-    why = (
+        return None
+    return (
         f"its shadow comparison failed: {verdict}" if verdict else "it was never compared in shadow"
-    )
-    raise HeldByGateError(
-        f"model {model.name!r}: @{model.alias} points at {ref.name} version {ref.version}, held "
-        f"by the promotion gate: {why}; the tables keep the version they hold. To serve it "
-        f"anyway, tag version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
     )

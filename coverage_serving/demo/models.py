@@ -1,8 +1,11 @@
 """Demo models, registered the two ways the deployment lecture exports models:
 the store model as a pickled scikit-learn pipeline, the grid model in LightGBM's native format."""
 
+import io
+import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,12 +198,13 @@ def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -
         )
         # The version's reference for drift checks: its training features and predictions.
         log_reference_profile(model, features, predictions, frame.loc[features.index, "market"])
-        info = log(
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=model.registered_model,
-        )
+        with _without_mlflow_chatter():
+            info = log(
+                name="model",
+                signature=signature,
+                input_example=example,
+                registered_model_name=model.registered_model,
+            )
         # On the logged model too: MLflow 3 shows a model's metrics with it and its versions.
         mlflow.log_metrics(
             trainer.metrics(holdout_target, estimator.predict(holdout)), model_id=info.model_id
@@ -209,6 +213,20 @@ def train_demo_model(model: ModelConfig, tracking_uri: str, alias: str | None) -
     if alias:
         client.set_registered_model_alias(model.registered_model, alias, str(version))
     return version
+
+
+@contextmanager
+def _without_mlflow_chatter() -> Iterator[None]:
+    """The demo pickles its sklearn model knowingly (allow_pickled_models in serving.yaml) and
+    prints its own line per registration: MLflow's warning and announcement would be noise."""
+    flavour_logger = logging.getLogger("mlflow.sklearn")
+    level = flavour_logger.level
+    flavour_logger.setLevel(logging.ERROR)
+    try:
+        with redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered"
+            yield
+    finally:
+        flavour_logger.setLevel(level)
 
 
 def _versions(client: mlflow.MlflowClient, name: str) -> list[object]:

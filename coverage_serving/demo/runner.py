@@ -11,12 +11,18 @@ from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.served_version import served_version
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.defs.jobs import scoring_job_name, versions_job_name
-from coverage_serving.defs.names import model_versions_partitions, version_asset_key
+from coverage_serving.defs.names import (
+    features_asset_key,
+    model_versions_partitions,
+    version_asset_key,
+)
 from coverage_serving.defs.partitions import all_partitions_tags, model_partitions
 from coverage_serving.demo.data import DEFAULT_ROWS, GENERATORS
 from coverage_serving.demo.models import train_demo_model
+from coverage_serving.demo.progress import PartitionProgress
 from coverage_serving.errors import RegistryError
 from coverage_serving.instance.pools import require_no_stuck_holder
+from coverage_serving.instance.runs import create_run, execute
 from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import Warehouse
@@ -60,25 +66,34 @@ def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
     return registered
 
 
+# Steps in this process, as `execute_in_process` ran them (the job's default would start a
+# process per step), and only warnings on the console: the progress lines say the rest.
+IN_THIS_PROCESS = {
+    "execution": {"config": {"in_process": {}}},
+    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+}
+
+
 def run_main_jobs(
     defs: dg.Definitions, config: ServingConfig, instance: dg.DagsterInstance
 ) -> list[str]:
-    """Materialise every partition of every model, one run per model; returns the failed runs.
-    Refuses at once if a table's pool is held by a run that will never free it."""
+    """Materialise every partition of every model, one run per model, printing a line per
+    partition; returns the failed runs. The runs are listed under their jobs in the UI like
+    launched ones (instance/runs.py). Refuses at once if a table's pool is held by a run that
+    will never free it."""
     jobs = [defs.resolve_job_def(scoring_job_name(model)) for model in config.models.values()]
     pools = [op.pool for job in jobs for op in job.graph.node_defs if op.pool]
     require_no_stuck_holder(instance, pools)
     failed = []
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for model, job in zip(config.models.values(), jobs, strict=True):
-        result = job.execute_in_process(
-            tags=all_partitions_tags(model),
-            instance=instance,
-            run_config=quiet,
-            raise_on_error=False,
-        )
-        if not result.success:
-            failed.append(f"{job.name} (run {result.run_id})")
+        run = create_run(defs, job.name, instance, all_partitions_tags(model), IN_THIS_PROCESS)
+        print(f"{job.name}: run {run.run_id}", flush=True)
+        total = len(model_partitions(model).get_partition_keys())
+        # The feature snapshot records its partitions as its step ends: one line for them.
+        progress = PartitionProgress(total, {features_asset_key(model).to_user_string()})
+        ended = execute(defs, run, instance, progress)
+        if not ended.is_success:
+            failed.append(f"{job.name} (run {run.run_id})")
     return failed
 
 

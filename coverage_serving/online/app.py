@@ -3,20 +3,21 @@
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any, NoReturn
 
-import pandas as pd
-from fastapi import FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from coverage_serving.config import OnlineConfig, ServingConfig
-from coverage_serving.core.contracts import SAMPLE_SIZE, ContractViolation
+from coverage_serving.core.contracts import ContractViolation
+from coverage_serving.core.served_version import HeldByGateError
 from coverage_serving.errors import (
     EmptyPartitionError,
     RegistryError,
@@ -25,6 +26,29 @@ from coverage_serving.errors import (
     UnservableModelError,
 )
 from coverage_serving.online import wire
+from coverage_serving.online.audit import AuditLog
+from coverage_serving.online.auth import (
+    Client,
+    Keyring,
+    NotAuthenticatedError,
+    NotPermittedError,
+    Scope,
+)
+from coverage_serving.online.body_limit import BodyLimit
+from coverage_serving.online.protocols.mlflow import (
+    BadBodyError,
+    UnsupportedMediaTypeError,
+    mlflow_router,
+)
+from coverage_serving.online.protocols.oip import BinaryTensorsError, oip_router
+from coverage_serving.online.ratelimit import RateLimitedError, RateLimiter
+from coverage_serving.online.scoring import (
+    TooManyRowsError,
+    json_response,
+    require_row_count,
+    score,
+    version_for,
+)
 from coverage_serving.online.served import (
     NotReadyError,
     ServedModel,
@@ -32,8 +56,8 @@ from coverage_serving.online.served import (
     UnknownKeyError,
     frame_of_json_rows,
     latest_features,
-    score_rows,
 )
+from coverage_serving.online.service import Service
 from coverage_serving.partition import Partition
 from coverage_serving.registry import ModelRegistry, redact
 from coverage_serving.warehouse import Warehouse
@@ -41,13 +65,17 @@ from coverage_serving.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 
-class TooManyRowsError(ServingError):
-    """A request with more feature rows than online.max_rows."""
-
-
 # Most specific first: the first class an error is an instance of gives its status.
 STATUS_OF_ERROR: list[tuple[type[ServingError], int]] = [
+    (NotAuthenticatedError, 401),
+    (NotPermittedError, 403),
+    (HeldByGateError, 403),
+    (RateLimitedError, 429),
     (TooManyRowsError, 413),
+    (BadBodyError, 400),
+    (UnsupportedMediaTypeError, 415),
+    (BinaryTensorsError, 415),
+    (wire.InvalidRequestError, 422),
     (ContractViolation, 422),
     (EmptyPartitionError, 422),
     (UnservableModelError, 422),
@@ -59,27 +87,32 @@ STATUS_OF_ERROR: list[tuple[type[ServingError], int]] = [
 ]
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": wire.ErrorBody, "description": description}
-    for status, description in [
-        (400, "A body that is not UTF-8 JSON, or that nests too deep"),
-        (404, "No such model, key or version"),
-        (411, "No Content-Length"),
-        (413, "More rows than online.max_rows, or a body over online.max_body_bytes"),
-        (422, "A field of the wrong type or shape, or feature rows that fail the input contract"),
-        (503, "The registry does not answer, or the model has no loaded version yet"),
-        (500, "A server fault: the message has a reference to the server log"),
-    ]
-}
+def _headers_of(err: ServingError) -> dict[str, str] | None:
+    if isinstance(err, NotAuthenticatedError):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(err, RateLimitedError):
+        return {"Retry-After": str(err.retry_after)}
+    return None
 
 
 def build_app(
     config: ServingConfig,
     registry: ModelRegistry,
     warehouse: Warehouse,
+    keyring: Keyring | None = None,
 ) -> FastAPI:
+    """The endpoint of every configured model; `keyring` None lets any caller do anything (the
+    server allows that only on a loopback address, or with --insecure)."""
     served = {name: ServedModel(model, registry) for name, model in config.models.items()}
     online = config.online
+    service = Service(
+        served=served,
+        online=online,
+        warehouse=warehouse,
+        keyring=keyring,
+        limiter=RateLimiter(online.rate_limit, online.rate_limit_storage),
+        row_checks={name: wire.rows_validator(model) for name, model in config.models.items()},
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -102,30 +135,23 @@ def build_app(
         "alias, input contract, scoring core, output contract and columns.",
         lifespan=lifespan,
     )
-    app.middleware("http")(_limit_body(online.max_body_bytes))
+    # Outermost first: every request is audited, even one refused for its size.
+    app.add_middleware(BodyLimit, limit=online.max_body_bytes)
+    app.add_middleware(AuditLog)
     # The model each predict route serves, for the errors FastAPI finds before a route runs.
     model_of_path = {_predict_path(name): name for name in served}
 
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, err: ServingError) -> JSONResponse:
         status = next(code for kind, code in STATUS_OF_ERROR if isinstance(err, kind))
-        return _error(status, {**err.metadata(), "message": redact(str(err))})
+        body = {**err.metadata(), "message": redact(str(err))}
+        return JSONResponse(_shaped(request, body), status_code=status, headers=_headers_of(err))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
         model = model_of_path.get(request.url.path)
-        problems = wire.body_problems(err.errors())
-        listed = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:SAMPLE_SIZE])
-        more = f" (and {len(problems) - SAMPLE_SIZE} more)" if len(problems) > SAMPLE_SIZE else ""
-        return _error(
-            422,
-            {
-                "error": "InvalidRequest",
-                "model": model,
-                "message": f"invalid request for model {model!r}: {listed}{more}",
-                "fields": problems,
-            },
-        )
+        invalid = wire.InvalidRequestError(model, wire.body_problems(err.errors()))
+        return _error(422, _shaped(request, invalid.metadata()))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
@@ -157,55 +183,67 @@ def build_app(
         ready = all(status["version"] is not None for status in statuses)
         return JSONResponse({"ready": ready, "models": statuses}, status_code=200 if ready else 503)
 
-    @app.get("/v1/models")
+    listing = Depends(service.guard(Scope.PREDICT, "list the models"))
+    predicting = Depends(service.guard(Scope.PREDICT, "score"))
+    refreshing = Depends(service.guard(Scope.ADMIN, "refresh a model"))
+
+    @app.get("/v1/models", dependencies=[listing], responses=wire.ERRORS)
     def list_models() -> list[Status]:
         return [model.status() for model in served.values()]
 
     # Documented as the configured names; any other name is answered with a 404 naming it.
     ModelName = Annotated[str, Path(json_schema_extra={"enum": sorted(served)})]
 
-    @app.post("/v1/models/{model}/refresh", responses={s: ERRORS[s] for s in (404, 422, 500)})
+    @app.post("/v1/models/{model}/refresh", dependencies=[refreshing], responses=wire.ERRORS)
     def refresh(model: ModelName) -> Status:
-        """Follow the alias now instead of at the next refresh interval."""
-        chosen = _served(served, model)
+        """Follow the alias now instead of at the next refresh interval (it asks the registry:
+        a worker thread, not the event loop)."""
+        chosen = service.model(model)
         chosen.refresh()
         return chosen.status()
 
-    def score(chosen: ServedModel, body: wire.KeyRequest | wire.RowsRequest) -> dict[str, Any]:
-        if isinstance(body, wire.RowsRequest) and len(body.rows) > online.max_rows:
-            raise TooManyRowsError(
-                f"{len(body.rows)} rows in one request; at most {online.max_rows} (online.max_rows)"
-            )
-        # One LoadedModel for the whole request: a version switch cannot split it.
-        loaded = chosen.current() if body.version is None else chosen.pinned(body.version)
+    async def predict(
+        request: Request,
+        chosen: ServedModel,
+        client: Client,
+        body: wire.KeyRequest | wire.RowsRequest,
+    ) -> Response:
+        if isinstance(body, wire.RowsRequest):
+            require_row_count(chosen.config, len(body.rows), online.max_rows)
+        loaded = await version_for(request, chosen, client, body.version)
         if isinstance(body, wire.KeyRequest):
-            partition, features = latest_features(
-                warehouse, chosen.config, body.market, body.key.model_dump()
+            # A warehouse query: off the event loop.
+            partition, features = await run_in_threadpool(
+                latest_features, warehouse, chosen.config, body.market, body.key.model_dump()
             )
         else:
             partition = Partition(body.market, body.month)
             features = frame_of_json_rows(chosen.config, [row.model_dump() for row in body.rows])
-        request_id = uuid.uuid4().hex
-        scored = score_rows(chosen.config, loaded, partition, features, request_id)
-        return {
-            "model": chosen.config.name,
-            "model_version": loaded.ref.version,
-            "request_id": request_id,
-            "rows": _records(scored.drop(columns=wire.NOT_RETURNED)),
-        }
+        scored = score(request, chosen, loaded, partition, features)
+        return json_response(
+            {
+                "model": chosen.config.name,
+                "model_version": scored.version,
+                "request_id": scored.request_id,
+                "rows": scored.records(),
+            }
+        )
 
     def add_predict_route(chosen: ServedModel) -> None:
         body_type = wire.predict_request(chosen.config, online.max_rows)
 
+        # The response model documents the answer; the route returns it already encoded.
         @app.post(
             _predict_path(chosen.config.name),
             response_model=wire.predict_response(chosen.config),
-            responses=ERRORS,
+            responses=wire.ERRORS,
             summary=f"Score with model {chosen.config.name!r}",
             operation_id=f"predict_{chosen.config.name}",
         )
-        def predict(body: body_type) -> dict[str, Any]:
-            return score(chosen, body)
+        async def predict_route(
+            body: body_type, request: Request, client: Client = predicting
+        ) -> Response:
+            return await predict(request, chosen, client, body)
 
     # A route per model: each has its own body, checked against the model's config.
     for chosen in served.values():
@@ -213,23 +251,15 @@ def build_app(
 
     @app.post("/v1/models/{model}/predict", include_in_schema=False, response_model=None)
     def predict_unconfigured(model: str) -> NoReturn:
-        raise _not_configured(served, model)
+        raise service.not_configured(model)
 
+    app.include_router(mlflow_router(service))
+    app.include_router(oip_router(service))
     return app
 
 
 def _predict_path(model: str) -> str:
     return f"/v1/models/{model}/predict"
-
-
-def _served(served: dict[str, ServedModel], model: str) -> ServedModel:
-    if model not in served:
-        raise _not_configured(served, model)
-    return served[model]
-
-
-def _not_configured(served: dict[str, ServedModel], model: str) -> RegistryError:
-    return RegistryError(f"model {model!r} is not configured; configured: {sorted(served)}")
 
 
 def _keep_refreshing(
@@ -240,38 +270,12 @@ def _keep_refreshing(
             model.refresh()
 
 
-def _limit_body(
-    limit: int,
-) -> Callable[[Request, Callable[[Request], Awaitable[Any]]], Awaitable[Any]]:
-    # Starlette reads any body it is sent: refuse one over the limit from its declared length,
-    # and one that declares none, before a byte of it is read.
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        if request.method in {"POST", "PUT", "PATCH"}:
-            declared = request.headers.get("content-length")
-            if declared is None:
-                return _error(411, {"error": "LengthRequired", "message": "send Content-Length"})
-            if not declared.isdigit() or int(declared) > limit:
-                return _error(
-                    413,
-                    {
-                        "error": "BodyTooLarge",
-                        "message": f"request body of {declared} bytes; at most {limit} "
-                        "(online.max_body_bytes)",
-                    },
-                )
-        return await call_next(request)
-
-    return limit_body
+def _shaped(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The Open Inference Protocol's clients show only "error": there, it has the message too."""
+    if request.url.path.startswith("/v2/"):
+        return {**body, "error": f"{body['error']}: {body['message']}"}
+    return body
 
 
 def _error(status: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=status)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts: floats exactly as computed, dates and times in ISO 8601."""
-    frame = frame.assign(
-        month=frame["month"].dt.date.map(date.isoformat),
-        scored_at=frame["scored_at"].map(pd.Timestamp.isoformat),
-    )
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")

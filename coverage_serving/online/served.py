@@ -13,7 +13,7 @@ import pandas as pd
 
 from coverage_serving.config import ColumnType, ModelConfig
 from coverage_serving.core.scoring import score_partition
-from coverage_serving.core.served_version import Pin, load_served_model
+from coverage_serving.core.served_version import load_served_model, load_version_named_by_caller
 from coverage_serving.core.tables import features_table
 from coverage_serving.errors import ServingError
 from coverage_serving.lineage import Lineage
@@ -53,6 +53,9 @@ class ServedModel:
         self._current: LoadedModel | None = None
         self._last_error: str | None = None
         self._refreshing = threading.Lock()
+        # Versions callers named that the served-version decision allowed, until the next
+        # refresh decides again (an approval tag may have been removed meanwhile).
+        self._pinned: dict[int, LoadedModel] = {}
 
     def refresh(self) -> None:
         """Resolve the alias; load and switch to its version if it moved. On failure keep
@@ -64,6 +67,7 @@ class ServedModel:
                     self._current = served
                     log.info("model %r now serves version %s", self.config.name, served.ref.version)
                 self._last_error = None
+                self._pinned = {}
             except ServingError as err:
                 self._last_error = str(err)
                 log.warning("model %r: refresh failed: %s", self.config.name, err)
@@ -76,9 +80,15 @@ class ServedModel:
             )
         return current
 
-    def pinned(self, version: int) -> LoadedModel:
-        """An explicit version, loaded once per process like the batch path's."""
-        return load_served_model(self._registry, self.config, Pin(version))
+    def pinned(self, version: int) -> LoadedModel | None:
+        """A version a caller named, if it was allowed since the last refresh."""
+        return self._pinned.get(version)
+
+    def pin(self, version: int) -> LoadedModel:
+        """A version a caller named, decided by core.served_version (it asks the registry)."""
+        loaded = load_version_named_by_caller(self._registry, self.config, version)
+        self._pinned[version] = loaded
+        return loaded
 
     def status(self) -> Status:
         current = self._current
@@ -100,7 +110,9 @@ def score_rows(
 ) -> pd.DataFrame:
     """The batch table's rows for these feature rows of `partition`: keys, market, month,
     predictions and lineage, checked by both contracts."""
-    features = features.assign(market=partition.market, month=pd.Timestamp(partition.month))
+    # At the resolution the input contract coerces a date to, so that it has nothing to convert.
+    month = pd.Timestamp(partition.month).as_unit("ns")
+    features = features.assign(market=partition.market, month=month)
     return score_partition(config, loaded, partition, features, Lineage.of(loaded.ref, request_id))
 
 
@@ -111,7 +123,9 @@ def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.Da
     # Not inferred from the values: a float column of whole numbers or nulls only is float64.
     dtypes = {ColumnType.STRING: "object", ColumnType.INT: "int64", ColumnType.FLOAT: "float64"}
     frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    return frame.astype({name: dtypes[spec.type] for name, spec in columns.items()})
+    wanted = {name: dtypes[spec.type] for name, spec in columns.items()}
+    differing = {name: dtype for name, dtype in wanted.items() if frame[name].dtype != dtype}
+    return frame.astype(differing) if differing else frame  # astype({}) would copy the frame
 
 
 def latest_features(

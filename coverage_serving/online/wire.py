@@ -8,7 +8,7 @@ version is refused with a 422 naming the field, never passed on for DuckDB or pa
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,12 +21,16 @@ from pydantic import (
     Field,
     PlainValidator,
     Tag,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
     create_model,
 )
 
 from coverage_serving.config import ColumnSpec, ColumnType, ModelConfig
+from coverage_serving.core.contracts import SAMPLE_SIZE
 from coverage_serving.core.tables import predictions_table
+from coverage_serving.errors import ServingError
 from coverage_serving.online.served import Status
 from coverage_serving.warehouse import Column
 
@@ -144,13 +148,76 @@ class ErrorBody(BaseModel):
     message: str
 
 
-def predict_request(model: ModelConfig, max_rows: int) -> Any:
-    """The predict body of `model`: a key to look up, or feature rows of a month."""
-    market = (Literal[tuple(model.markets)], Field(description="One of the model's markets"))
-    key = create_model(f"{model.name}_key", __base__=_Strict, **_fields(model.keys))
-    row = create_model(
+class InvalidRequestError(ServingError):
+    """A request whose fields do not fit the model's config: the 422 every protocol answers."""
+
+    def __init__(self, model: str | None, problems: list[dict[str, str]]) -> None:
+        listed = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:SAMPLE_SIZE])
+        more = f" (and {len(problems) - SAMPLE_SIZE} more)" if len(problems) > SAMPLE_SIZE else ""
+        super().__init__(f"invalid request for model {model!r}: {listed}{more}")
+        self.model = model
+        self.problems = problems
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "error": "InvalidRequest",
+            "model": self.model,
+            "message": str(self),
+            "fields": self.problems,
+        }
+
+
+def _row_model(model: ModelConfig) -> type[BaseModel]:
+    return create_model(
         f"{model.name}_row", __base__=_Row, **_fields({**model.keys, **model.features})
     )
+
+
+def rows_validator(model: ModelConfig) -> Callable[[object], list[dict[str, Any]]]:
+    """For the protocols whose bodies are not this project's (MLflow's, the Open Inference
+    Protocol's): their rows, each checked as /v1 checks a row, as plain values."""
+    adapter = TypeAdapter(list[_row_model(model)])  # type: ignore[valid-type]
+
+    def validated(rows: object) -> list[dict[str, Any]]:
+        try:
+            return [row.model_dump() for row in adapter.validate_python(rows)]
+        except ValidationError as err:
+            problems = [
+                {
+                    "field": "rows" + location(e["loc"]),
+                    "problem": e["msg"].removeprefix("Value error, "),
+                }
+                for e in err.errors(include_url=False)
+            ]
+            raise InvalidRequestError(model.name, problems) from None
+
+    return validated
+
+
+class Parameters(_Strict):
+    """Market, month and version where a protocol's body has no field for them."""
+
+    market: str
+    month: Month | None = None
+    version: Annotated[int, VERSION, Whole] | None = None
+
+
+def _market(model: ModelConfig) -> Any:
+    return Literal[tuple(model.markets)], Field(description="One of the model's markets")
+
+
+def parameters_model(model: ModelConfig) -> type[Parameters]:
+    """Parameters of `model`: its markets only; the market may go unsaid if it has one."""
+    accepted, described = _market(model)
+    market = (accepted, model.markets[0]) if len(model.markets) == 1 else (accepted, described)
+    return create_model(f"{model.name}_parameters", __base__=Parameters, market=market)
+
+
+def predict_request(model: ModelConfig, max_rows: int) -> Any:
+    """The predict body of `model`: a key to look up, or feature rows of a month."""
+    market = _market(model)
+    key = create_model(f"{model.name}_key", __base__=_Strict, **_fields(model.keys))
+    row = _row_model(model)
     by_key = create_model(
         f"{model.name}_key_request", __base__=KeyRequest, market=market, key=(key, ...)
     )
@@ -197,7 +264,7 @@ def body_problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
         if error["type"] == "json_invalid":
             field, problem = "body", f"not JSON: {error['ctx']['error']} at character {loc[0]}"
         else:
-            field = _path(loc[1:] if loc and loc[0] in (KEY, ROWS) else loc) or where
+            field = location(loc[1:] if loc and loc[0] in (KEY, ROWS) else loc) or where
             problem = error["msg"].removeprefix("Value error, ")
         problems.append({"field": field, "problem": problem})
     return problems
@@ -237,8 +304,27 @@ def _kind(body: Any) -> str | None:
     return KEY if KEY in body else ROWS
 
 
-def _path(loc: Sequence[str | int]) -> str:
+def location(loc: Sequence[str | int]) -> str:
+    """A pydantic error location as a field path: rows[0].latitude."""
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
     return path
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (400, "A body that is not UTF-8 JSON (or CSV), or that nests too deep"),
+        (401, "No API key, or one that is not valid"),
+        (403, "The API key lacks the scope, or the version is held by the promotion gate"),
+        (404, "No such model, key or version"),
+        (411, "No Content-Length"),
+        (413, "More rows than online.max_rows, or a body over online.max_body_bytes"),
+        (415, "A body neither JSON nor CSV"),
+        (422, "A field of the wrong type or shape, or feature rows that fail the input contract"),
+        (429, "The client is over its rate limit: retry after Retry-After seconds"),
+        (503, "The registry does not answer, or the model has no loaded version yet"),
+        (500, "A server fault: the message has a reference to the server log"),
+    ]
+}

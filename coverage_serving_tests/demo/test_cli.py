@@ -1,7 +1,10 @@
 """`coverage-serving demo` end to end on the small config: twice, with the same tables."""
 
 import re
+import subprocess
+import sys
 
+import dagster as dg
 import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
@@ -9,6 +12,8 @@ from dagster_duckdb import DuckDBResource
 from coverage_serving import cli
 from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import predictions_table, source_table
+from coverage_serving.defs.jobs import scoring_job_name
+from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
@@ -39,21 +44,49 @@ def table_contents(warehouse: DuckDBWarehouse, config: ServingConfig) -> dict[st
     return contents
 
 
+# What the Jobs page asks for a job's runs (ui-core PipelineRunsFeedRoot.tsx): the job's name
+# and the tag Dagster derives from a run's remote origin, `<repository>@<code location>`.
+REPOSITORY_LABEL = {".dagster/repository": "__repository__@coverage_serving"}
+
+
+def assert_listed_under_their_jobs(state: LocalState, config: ServingConfig) -> None:
+    with dg.DagsterInstance.get() as instance:
+        assert instance.root_directory == str(state.dagster_home)
+        for model in config.models.values():
+            job = scoring_job_name(model)
+            [run] = instance.get_runs(dg.RunsFilter(job_name=job, tags=REPOSITORY_LABEL))
+            assert run.is_success
+            assert run.remote_job_origin is not None
+            assert run.remote_job_origin.location_name == "coverage_serving"
+            assert run.job_code_origin is not None
+            assert run.tags.items() >= all_partitions_tags(model).items()
+
+
 def test_demo_scores_every_partition_and_is_safe_to_rerun(
     demo_env: LocalState,
     small_config: ServingConfig,
     warehouse: DuckDBWarehouse,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main(["demo"]) == 0
+    # The first time as a person runs it, in a process of its own: what it prints is all
+    # there is, and stderr has nothing (no MLflow download progress bars, no warnings).
+    demo = subprocess.run(
+        [sys.executable, "-m", "coverage_serving.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (demo.returncode, demo.stderr) == (0, "")
     first = table_contents(warehouse, small_config)
-    printed = capsys.readouterr().out
+    printed = demo.stdout
     assert "demo sources: 0 partition(s) generated" in printed
     assert f"serving.store_predictions: 4 partitions, {4 * SMALL_ROWS['stores']:,} rows" in printed
     assert (
         f"serving.grid_predictions: 4 partitions, {4 * SMALL_ROWS['grid_cells']:,} rows" in printed
     )
     assert "  IN     2026-02-01        400  1" in printed
+    assert "  store_predictions  ID|2026-02-01  4/4        300 rows" in printed
+    assert_listed_under_their_jobs(demo_env, small_config)
     # Each served version recorded after scoring: the LightGBM grid model compiled, exactly.
     assert "store v1: not compiled: not a LightGBM model (" in printed
     assert re.search(r"grid v1: compiled in [\d.]+ s, ([\d,]+) of \1 rows bitwise equal", printed)

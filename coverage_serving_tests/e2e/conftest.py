@@ -43,6 +43,7 @@ class Platform:
     mlflow_url: str
     promoted_store_version: int  # champion of the store model, moved before the daemon started
     started: float  # time.monotonic() when `coverage-serving dev` was started
+    demo_runs: dict[str, str]  # job name: id of the run that scored every partition first
 
     def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
         """Ask the Dagster webserver what the UI asks it."""
@@ -109,9 +110,10 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     raw["automation"] = {"registry_poll_seconds": POLL_SECONDS, "source_poll_seconds": 5}
     config_path.write_text(yaml.safe_dump(raw))
     config = load_serving_config(config_path)
-    # Every table scored with version 1 first, as after `make demo`.
-    with dg.DagsterInstance.ephemeral() as instance:
+    # Every table scored with version 1 first, as after `make demo`, in the state's instance.
+    with dg.DagsterInstance.from_config(str(state.dagster_home)) as instance:
         assert run_main_jobs(build_definitions(config, state), config, instance) == []
+        demo_runs = {run.job_name: run.run_id for run in instance.get_runs()}
     promoted = register_and_promote(state, config.models["store"])
 
     dagster_port, mlflow_port = free_port(), free_port()
@@ -144,6 +146,7 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         f"http://127.0.0.1:{mlflow_port}",
         promoted,
         started,
+        demo_runs,
     )
     try:
         for url in (f"{running.dagster_url}/server_info", f"{running.mlflow_url}/health"):
