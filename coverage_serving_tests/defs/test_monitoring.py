@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
 from coverage_serving import cli
 from coverage_serving.config import MonitoringConfig, ServingConfig
@@ -22,7 +23,7 @@ from coverage_serving.definitions import build_definitions
 from coverage_serving.defs import predictions
 from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.demo.data import SHIFTED_FEATURE, SHIFTED_PARTITION
-from coverage_serving.demo.models import _training_frame
+from coverage_serving.demo.models import HOLDOUT_FRACTION, _training_frame
 from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
@@ -84,7 +85,10 @@ def test_the_shifted_feature_warns_with_its_psi_and_the_rest_pass(
 
     assert result.success
     features = features_table(model)
-    training = _training_frame(model, seed=1)  # version 1's training rows
+    # Version 1's reference: the rows it was fitted on, its holdout split off as the demo does.
+    training, _ = train_test_split(
+        _training_frame(model, seed=1), test_size=HOLDOUT_FRACTION, random_state=1
+    )
     expected = psi_by_hand(
         warehouse.read_partition(features, SHIFTED)[SHIFTED_FEATURE],
         warehouse.read_partition(features, PREVIOUS)[SHIFTED_FEATURE],
