@@ -68,6 +68,9 @@ def ensure_demo_models(config: ServingConfig, state: LocalState) -> list[str]:
 
 # Steps in this process, as `execute_in_process` ran them (the job's default would start a
 # process per step), and only warnings on the console: the progress lines say the rest.
+# The run tag of a one-partition run; dagster keeps the constant private.
+PARTITION_TAG = "dagster/partition"
+
 IN_THIS_PROCESS = {
     "execution": {"config": {"in_process": {}}},
     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -104,24 +107,25 @@ def record_served_versions(
     then `record_<model>_versions` run), which compiles a LightGBM version: without it the
     demo never compiles. One line per model on how it went, and the failed runs."""
     registry = open_registry(config.registry, state)
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     lines, failed = [], []
     for model in config.models.values():
         version = str(served_version(registry, model).version)
         instance.add_dynamic_partitions(model_versions_partitions(model).name, [version])
-        job = defs.resolve_job_def(versions_job_name(model))
+        job_name = versions_job_name(model)
+        run = create_run(defs, job_name, instance, {PARTITION_TAG: version}, IN_THIS_PROCESS)
         started = time.perf_counter()
-        result = job.execute_in_process(
-            partition_key=version, instance=instance, run_config=quiet, raise_on_error=False
-        )
+        ended = execute(defs, run, instance, lambda entry: None)
         seconds = time.perf_counter() - started
         where = f"{model.name} v{version}"
-        if not result.success:
+        if not ended.is_success:
             lines.append(f"{where}: not recorded ({seconds:.1f} s)")
-            failed.append(f"{job.name} (run {result.run_id})")
+            failed.append(f"{job_name} (run {run.run_id})")
             continue
-        [recorded] = result.asset_materializations_for_node(version_asset_key(model).path[-1])
-        lines.append(f"{where}: {_compiled_words(recorded.metadata)} ({seconds:.1f} s)")
+        [recorded] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(version_asset_key(model), asset_partitions=[version]), limit=1
+        ).records
+        metadata = recorded.asset_materialization.metadata  # type: ignore[union-attr]
+        lines.append(f"{where}: {_compiled_words(metadata)} ({seconds:.1f} s)")
     return lines, failed
 
 
