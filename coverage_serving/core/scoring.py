@@ -21,9 +21,16 @@ def score_partition(
     """One prediction row per feature row (of a partition, or of one chunk of it), with
     lineage, that passed the output contract. `model` is servable: it came from the one
     served-version decision (core.served_version)."""
+    return score_features(config, model, partition, features).assign(**lineage.columns())
+
+
+def score_features(
+    config: ModelConfig, model: LoadedModel, partition: Partition, features: pd.DataFrame
+) -> pd.DataFrame:
+    """score_partition's rows without the lineage columns: an on-demand response writes its
+    lineage as scalars, not as columns of a frame of a row or a few."""
     valid = enforce_input_contract(config, partition, features)
-    scored = score_valid_features(config, model, partition, valid)
-    return scored.assign(**lineage.columns())
+    return score_valid_features(config, model, partition, valid)
 
 
 def score_valid_features(

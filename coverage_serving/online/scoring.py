@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from coverage_serving.config import ModelConfig
 from coverage_serving.errors import ServingError
-from coverage_serving.lineage import RUN_ID_COLUMN
+from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
 from coverage_serving.online.audit import record
 from coverage_serving.online.auth import Client, Scope
 from coverage_serving.online.served import ServedModel, score_rows
@@ -32,22 +32,31 @@ class TooManyRowsError(ServingError):
 @dataclass(frozen=True)
 class Scored:
     config: ModelConfig
-    version: int
-    request_id: str
-    rows: pd.DataFrame  # the prediction table's columns, the request id as the run id
+    lineage: Lineage  # the request id as the run id
+    rows: pd.DataFrame  # the prediction table's columns but lineage
+
+    @property
+    def version(self) -> int:
+        return self.lineage.model_version
+
+    @property
+    def request_id(self) -> str:
+        return self.lineage.run_id
 
     def column(self, name: str) -> list[Any]:
         return self.rows[name].tolist()
 
     def records(self) -> list[dict[str, Any]]:
-        """The rows as JSON-ready dicts, without the run id: floats exactly as computed, the
-        month and scored_at in ISO 8601. Column lists, not pandas' to_dict: a fifth of the cost
-        for a row or a few."""
-        columns = {
-            name: self._json_values(name) for name in self.rows.columns if name != RUN_ID_COLUMN
-        }
+        """The rows as JSON-ready dicts, the lineage (without the run id) after the prediction
+        table's other columns: floats exactly as computed, the month and scored_at in ISO 8601.
+        Column lists from numpy, not pandas' to_dict or Series methods: for a row or a few
+        those cost more than the model."""
+        lineage = self.lineage.columns()
+        del lineage[RUN_ID_COLUMN]
+        lineage["scored_at"] = self.lineage.scored_at.isoformat()
+        columns = {name: self._json_values(name) for name in self.rows.columns}
         return [
-            dict(zip(columns, values, strict=True))
+            dict(zip(columns, values, strict=True)) | lineage
             for values in zip(*columns.values(), strict=True)
         ]
 
@@ -55,11 +64,12 @@ class Scored:
         values = self.rows[name]
         if name == "month":
             return [date.isoformat(month.date()) for month in values]
-        if name == "scored_at":
-            return [scored_at.isoformat() for scored_at in values]
-        if values.dtype != object and not values.isna().any():
-            return values.tolist()  # numbers: no null to turn into None
-        return values.astype(object).where(values.notna(), None).tolist()
+        array = values.to_numpy()
+        missing = pd.isna(array)
+        if not missing.any():
+            return array.tolist()
+        listed = array.tolist()
+        return [None if absent else value for value, absent in zip(listed, missing, strict=True)]
 
 
 def require_row_count(model: ModelConfig, rows: int, max_rows: int) -> None:
@@ -93,10 +103,10 @@ def score(
 ) -> Scored:
     """Score feature rows already in their column types. Runs on the event loop: for the few
     rows of an on-demand request a thread hop costs more than the scoring."""
-    request_id = uuid.uuid4().hex
-    record(request, version=loaded.ref.version, rows=len(features), request_id=request_id)
-    rows = score_rows(chosen.config, loaded, partition, features, request_id)
-    return Scored(chosen.config, loaded.ref.version, request_id, rows)
+    lineage = Lineage.of(loaded.ref, uuid.uuid4().hex)
+    record(request, version=loaded.ref.version, rows=len(features), request_id=lineage.run_id)
+    rows = score_rows(chosen.config, loaded, partition, features)
+    return Scored(chosen.config, lineage, rows)
 
 
 def json_response(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:

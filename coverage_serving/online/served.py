@@ -12,11 +12,10 @@ from typing import Any
 import pandas as pd
 
 from coverage_serving.config import ColumnType, ModelConfig
-from coverage_serving.core.scoring import score_partition
+from coverage_serving.core.scoring import score_features
 from coverage_serving.core.served_version import load_served_model, load_version_named_by_caller
 from coverage_serving.core.tables import features_table
 from coverage_serving.errors import ServingError
-from coverage_serving.lineage import Lineage
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel, ModelRegistry
 from coverage_serving.warehouse import Warehouse
@@ -106,14 +105,13 @@ def score_rows(
     loaded: LoadedModel,
     partition: Partition,
     features: pd.DataFrame,
-    request_id: str,
 ) -> pd.DataFrame:
-    """The batch table's rows for these feature rows of `partition`: keys, market, month,
-    predictions and lineage, checked by both contracts."""
+    """The batch table's rows for these feature rows of `partition` without lineage (the
+    caller's to write): keys, market, month and predictions, checked by both contracts."""
     # At the resolution the input contract coerces a date to, so that it has nothing to convert.
     month = pd.Timestamp(partition.month).as_unit("ns")
     features = features.assign(market=partition.market, month=month)
-    return score_partition(config, loaded, partition, features, Lineage.of(loaded.ref, request_id))
+    return score_features(config, loaded, partition, features)
 
 
 def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.DataFrame:

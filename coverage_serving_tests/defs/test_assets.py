@@ -483,7 +483,7 @@ def test_a_lightgbm_version_is_compiled_when_recorded_and_then_scores_bitwise_eq
     assert endpoint.current().compiled is not None
     features = warehouse.read_partition(features_table(grid), PARTITION).head(25)
     served = score_rows(
-        grid, endpoint.current(), PARTITION, features.drop(columns=["market", "month"]), "request"
+        grid, endpoint.current(), PARTITION, features.drop(columns=["market", "month"])
     )
     table = by_compiled.set_index(key).loc[served[key]]
     assert served["whitespace_score"].tolist() == table["whitespace_score"].tolist()
