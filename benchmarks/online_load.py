@@ -139,6 +139,15 @@ def concurrent(
     return CONCURRENT_CLIENTS * requests / (time.perf_counter() - started), errors
 
 
+def report_concurrent(port: int, requests: int, workers: int) -> None:
+    rate, errors = concurrent(port, "grid", feature_rows("grid", 1), requests // 4)
+    print(
+        f"grid 1 row, {CONCURRENT_CLIENTS} concurrent clients, {workers} worker(s): "
+        f"{rate:6.1f} requests/s, {errors} errors",
+        flush=True,
+    )
+
+
 def unlimited_config(home: str) -> Path:
     """The shipped config with a rate limit no benchmark client reaches: what is measured is the
     request's cost, not the limiter's refusals (test_auth.py covers those)."""
@@ -195,23 +204,13 @@ def main() -> None:
                         f"{figures['rows_per_s']:8.0f} rows/s",
                         flush=True,
                     )
-            rate, errors = concurrent(port, "grid", feature_rows("grid", 1), args.requests // 4)
-            print(
-                f"grid 1 row, {CONCURRENT_CLIENTS} concurrent clients, 1 worker: "
-                f"{rate:6.1f} requests/s, {errors} errors",
-                flush=True,
-            )
+            report_concurrent(port, args.requests, workers=1)
         finally:
             server.terminate()
             server.wait(timeout=30)
         server, port = start_server(home, workers=2)
         try:
-            rate, errors = concurrent(port, "grid", feature_rows("grid", 1), args.requests // 4)
-            print(
-                f"grid 1 row, {CONCURRENT_CLIENTS} concurrent clients, 2 workers: "
-                f"{rate:6.1f} requests/s, {errors} errors",
-                flush=True,
-            )
+            report_concurrent(port, args.requests, workers=2)
         finally:
             server.terminate()
             server.wait(timeout=30)

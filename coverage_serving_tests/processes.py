@@ -64,3 +64,15 @@ def stop(process: subprocess.Popen, stop_signal: int, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def dev_command(dagster_port: int, mlflow_port: int) -> list[str]:
+    """`coverage-serving dev` on the given ports, as this interpreter runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "coverage_serving.cli",
+        "dev",
+        f"--dagster-port={dagster_port}",
+        f"--mlflow-port={mlflow_port}",
+    ]

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +29,7 @@ from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.runner import run_main_jobs
 from coverage_serving.settings import HOME_VAR, LocalState
 from coverage_serving_tests.conftest import SMALL_CONFIG
-from coverage_serving_tests.processes import answers, stop, wait_for
+from coverage_serving_tests.processes import answers, dev_command, stop, wait_for
 
 POLL_SECONDS = 5  # the sensors' interval in this config: the smallest the config allows
 
@@ -126,14 +125,7 @@ def platform(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     log = (root / "dev.log").open("w")
     started = time.monotonic()
     dev = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coverage_serving.cli",
-            "dev",
-            f"--dagster-port={dagster_port}",
-            f"--mlflow-port={mlflow_port}",
-        ],
+        dev_command(dagster_port, mlflow_port),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

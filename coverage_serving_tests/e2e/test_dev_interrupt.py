@@ -3,7 +3,6 @@ shutdown chatter from the servers; and the MLflow UI logs no line per static fil
 
 import signal
 import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -11,7 +10,13 @@ import pytest
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.settings import LocalState
 from coverage_serving_tests.conftest import SMALL_CONFIG
-from coverage_serving_tests.processes import answers, state_environment, stop, wait_for
+from coverage_serving_tests.processes import (
+    answers,
+    dev_command,
+    state_environment,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -19,14 +24,7 @@ pytestmark = pytest.mark.e2e
 def test_ctrl_c_stops_both_uis_with_one_line(state: LocalState) -> None:
     dagster_port, mlflow_port = free_port(), free_port()
     dev = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coverage_serving.cli",
-            "dev",
-            f"--dagster-port={dagster_port}",
-            f"--mlflow-port={mlflow_port}",
-        ],
+        dev_command(dagster_port, mlflow_port),
         env=state_environment(state, SMALL_CONFIG),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
