@@ -4,7 +4,12 @@ import numpy as np
 import pandas as pd
 
 from coverage_serving.config import ModelConfig
-from coverage_serving.core.contracts import enforce_input_contract, enforce_output_contract
+from coverage_serving.core.contracts import (
+    enforce_input_contract,
+    enforce_output_contract,
+    plainly_valid_input,
+    plainly_valid_output,
+)
 from coverage_serving.errors import ModelOutputError
 from coverage_serving.lineage import Lineage
 from coverage_serving.partition import Partition
@@ -33,6 +38,32 @@ def score_features(
     return score_valid_features(config, model, partition, valid)
 
 
+# A few rows held as one array per column, in the dtypes of their frame.
+Columns = dict[str, np.ndarray]
+
+
+def score_few_rows(
+    config: ModelConfig, model: LoadedModel, partition: Partition, rows: Columns
+) -> Columns:
+    """score_features for the few rows of an on-demand request, held as arrays: a DataFrame per
+    step cost more than the model itself for one row. The same contracts, checked by their
+    array fast path; rows it cannot vouch for go through score_features, whose Pandera
+    validation names what fails."""
+    if not plainly_valid_input(config, partition, rows):
+        return _columns(score_features(config, model, partition, pd.DataFrame(rows)))
+    features = pd.DataFrame({name: rows[name] for name in config.feature_columns})
+    predictions = _predictions(config, model, features)
+    scored = {name: rows[name] for name in [*config.key_columns, "market", "month"]}
+    scored |= dict(zip(config.prediction_columns, predictions.T, strict=True))
+    if not plainly_valid_output(config, scored):
+        return _columns(enforce_output_contract(config, partition, pd.DataFrame(scored)))
+    return scored
+
+
+def _columns(frame: pd.DataFrame) -> Columns:
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
 def score_valid_features(
     config: ModelConfig, model: LoadedModel, partition: Partition, features: pd.DataFrame
 ) -> pd.DataFrame:
@@ -52,13 +83,19 @@ def score_valid_features(
 def predict_in_chunks(
     config: ModelConfig, model: LoadedModel, features: pd.DataFrame
 ) -> pd.DataFrame:
+    predictions = _predictions(config, model, features)
+    return pd.DataFrame(predictions, columns=config.prediction_columns)
+
+
+def _predictions(config: ModelConfig, model: LoadedModel, features: pd.DataFrame) -> np.ndarray:
+    if 0 < len(features) <= config.chunk_rows:
+        return _prediction_columns(config, model, features)
     # Chunks bound the memory pyfunc's signature enforcement and the model take per call.
     chunks = [
         _prediction_columns(config, model, features.iloc[start : start + config.chunk_rows])
         for start in range(0, len(features), config.chunk_rows)
     ]
-    empty = np.empty((0, len(config.prediction_columns)))
-    return pd.DataFrame(np.vstack([empty, *chunks]), columns=config.prediction_columns)
+    return np.vstack([np.empty((0, len(config.prediction_columns))), *chunks])
 
 
 def _prediction_columns(config: ModelConfig, model: LoadedModel, chunk: pd.DataFrame) -> np.ndarray:

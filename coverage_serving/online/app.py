@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from threadpoolctl import threadpool_limits
 
 from coverage_serving.config import OnlineConfig, ServingConfig
 from coverage_serving.core.contracts import ContractViolation
@@ -54,7 +55,7 @@ from coverage_serving.online.served import (
     ServedModel,
     Status,
     UnknownKeyError,
-    frame_of_json_rows,
+    columns_of_json_rows,
     latest_features,
 )
 from coverage_serving.online.service import Service
@@ -125,7 +126,12 @@ def build_app(
             target=_keep_refreshing, args=(served, online, stop), daemon=True
         )
         refresher.start()
-        yield
+        # One thread per model call, on the thread that scores (the event loop's): a request's
+        # few rows gain nothing from a pool, and waking OpenMP's threads (LightGBM's) between
+        # requests cost more than the prediction. A server scales with --workers instead. It
+        # covers the libraries the models loaded above; restored when the server stops.
+        with threadpool_limits(limits=1):
+            yield
         stop.set()
         refresher.join(timeout=online.refresh_seconds)
 
@@ -218,7 +224,7 @@ def build_app(
             )
         else:
             partition = Partition(body.market, body.month)
-            features = frame_of_json_rows(chosen.config, [row.model_dump() for row in body.rows])
+            features = columns_of_json_rows(chosen.config, [row.model_dump() for row in body.rows])
         scored = score(request, chosen, loaded, partition, features)
         return json_response(
             {

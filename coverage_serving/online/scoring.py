@@ -5,9 +5,9 @@ rows. /v1, MLflow's /invocations and the Open Inference Protocol differ only in 
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from fastapi import Request
@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from coverage_serving.config import ModelConfig
+from coverage_serving.core.scoring import Columns
 from coverage_serving.errors import ServingError
 from coverage_serving.lineage import RUN_ID_COLUMN, Lineage
 from coverage_serving.online.audit import record
@@ -33,7 +34,7 @@ class TooManyRowsError(ServingError):
 class Scored:
     config: ModelConfig
     lineage: Lineage  # the request id as the run id
-    rows: pd.DataFrame  # the prediction table's columns but lineage
+    rows: Columns  # the prediction table's columns but lineage
 
     @property
     def version(self) -> int:
@@ -43,33 +44,34 @@ class Scored:
     def request_id(self) -> str:
         return self.lineage.run_id
 
+    @property
+    def row_count(self) -> int:
+        return len(self.rows[self.config.key_columns[0]])
+
     def column(self, name: str) -> list[Any]:
-        return self.rows[name].tolist()
+        return _json_values(self.rows[name])
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as JSON-ready dicts, the lineage (without the run id) after the prediction
-        table's other columns: floats exactly as computed, the month and scored_at in ISO 8601.
-        Column lists from numpy, not pandas' to_dict or Series methods: for a row or a few
-        those cost more than the model."""
+        table's other columns: floats exactly as computed, the month and scored_at in ISO 8601."""
         lineage = self.lineage.columns()
         del lineage[RUN_ID_COLUMN]
         lineage["scored_at"] = self.lineage.scored_at.isoformat()
-        columns = {name: self._json_values(name) for name in self.rows.columns}
+        columns = {name: _json_values(values) for name, values in self.rows.items()}
         return [
             dict(zip(columns, values, strict=True)) | lineage
             for values in zip(*columns.values(), strict=True)
         ]
 
-    def _json_values(self, name: str) -> list[Any]:
-        values = self.rows[name]
-        if name == "month":
-            return [date.isoformat(month.date()) for month in values]
-        array = values.to_numpy()
-        missing = pd.isna(array)
-        if not missing.any():
-            return array.tolist()
-        listed = array.tolist()
-        return [None if absent else value for value, absent in zip(listed, missing, strict=True)]
+
+def _json_values(values: np.ndarray) -> list[Any]:
+    if values.dtype.kind == "M":  # the month
+        return np.datetime_as_string(values, unit="D").tolist()
+    missing = pd.isna(values)
+    if not missing.any():
+        return values.tolist()
+    listed = values.tolist()
+    return [None if absent else value for value, absent in zip(listed, missing, strict=True)]
 
 
 def require_row_count(model: ModelConfig, rows: int, max_rows: int) -> None:
@@ -99,14 +101,14 @@ def score(
     chosen: ServedModel,
     loaded: LoadedModel,
     partition: Partition,
-    features: pd.DataFrame,
+    features: Columns,
 ) -> Scored:
     """Score feature rows already in their column types. Runs on the event loop: for the few
     rows of an on-demand request a thread hop costs more than the scoring."""
     lineage = Lineage.of(loaded.ref, uuid.uuid4().hex)
-    record(request, version=loaded.ref.version, rows=len(features), request_id=lineage.run_id)
-    rows = score_rows(chosen.config, loaded, partition, features)
-    return Scored(chosen.config, lineage, rows)
+    count = len(features[chosen.config.key_columns[0]])
+    record(request, version=loaded.ref.version, rows=count, request_id=lineage.run_id)
+    return Scored(chosen.config, lineage, score_rows(chosen.config, loaded, partition, features))
 
 
 def json_response(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import pandas as pd
+import numpy as np
 
 from coverage_serving.config import ColumnType, ModelConfig
-from coverage_serving.core.scoring import score_features
+from coverage_serving.core.scoring import Columns, score_few_rows
 from coverage_serving.core.served_version import load_served_model, load_version_named_by_caller
 from coverage_serving.core.tables import features_table
 from coverage_serving.errors import ServingError
@@ -101,34 +101,44 @@ class ServedModel:
 
 
 def score_rows(
-    config: ModelConfig,
-    loaded: LoadedModel,
-    partition: Partition,
-    features: pd.DataFrame,
-) -> pd.DataFrame:
+    config: ModelConfig, loaded: LoadedModel, partition: Partition, features: Columns
+) -> Columns:
     """The batch table's rows for these feature rows of `partition` without lineage (the
     caller's to write): keys, market, month and predictions, checked by both contracts."""
+    count = len(features[config.key_columns[0]])
     # At the resolution the input contract coerces a date to, so that it has nothing to convert.
-    month = pd.Timestamp(partition.month).as_unit("ns")
-    features = features.assign(market=partition.market, month=month)
-    return score_features(config, loaded, partition, features)
+    month = np.datetime64(partition.month, "ns")
+    rows = features | {
+        "market": np.full(count, partition.market, dtype=object),
+        "month": np.full(count, month),
+    }
+    return score_few_rows(config, loaded, partition, rows)
 
 
-def frame_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Feature rows whose values already have their column's type (online.wire), as the frame
-    the warehouse would hand over: each key and feature column of the config's dtype."""
-    columns = {**config.keys, **config.features}
-    # Not inferred from the values: a float column of whole numbers or nulls only is float64.
-    dtypes = {ColumnType.STRING: "object", ColumnType.INT: "int64", ColumnType.FLOAT: "float64"}
-    frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    wanted = {name: dtypes[spec.type] for name, spec in columns.items()}
-    differing = {name: dtype for name, dtype in wanted.items() if frame[name].dtype != dtype}
-    return frame.astype(differing) if differing else frame  # astype({}) would copy the frame
+# Not inferred from the values: a float column of whole numbers or nulls only is float64.
+_DTYPES = {ColumnType.STRING: "object", ColumnType.INT: "int64", ColumnType.FLOAT: "float64"}
+
+
+def columns_of_json_rows(config: ModelConfig, rows: list[dict[str, Any]]) -> Columns:
+    """Feature rows whose values already have their column's type (online.wire) as one array
+    per key and feature column, of the dtype the warehouse would hand over."""
+    return {
+        name: _array([row[name] for row in rows], _DTYPES[spec.type])
+        for name, spec in {**config.keys, **config.features}.items()
+    }
+
+
+def _array(values: list[Any], dtype: str) -> np.ndarray:
+    try:
+        return np.array(values, dtype=dtype)
+    except (TypeError, ValueError):
+        # A null in an int column: the input contract, given the values as they are, names it.
+        return np.array(values, dtype=object)
 
 
 def latest_features(
     warehouse: Warehouse, config: ModelConfig, market: str, key: Mapping[str, object]
-) -> tuple[Partition, pd.DataFrame]:
+) -> tuple[Partition, Columns]:
     """The key's feature row from its latest month in the feature snapshot, and that month."""
     found = warehouse.latest_row(features_table(config), market, key)
     if found.empty:
@@ -137,6 +147,7 @@ def latest_features(
             f"({features_table(config).qualified_name})"
         )
     month = found["month"].iloc[0]
-    return Partition(market, date(month.year, month.month, 1)), found.drop(
-        columns=["market", "month"]
-    )
+    features = {
+        name: found[name].to_numpy() for name in found.columns if name not in ("market", "month")
+    }
+    return Partition(market, date(month.year, month.month, 1)), features

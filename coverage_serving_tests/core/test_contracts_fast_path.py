@@ -48,7 +48,7 @@ class Contract:
     valid_frame: Callable[[], pd.DataFrame]
     # The frame both the fast path and Pandera see (the input contract widens numbers first).
     prepared: Callable[[ModelConfig, pd.DataFrame], pd.DataFrame]
-    plainly_valid: Callable[[ModelConfig, pd.DataFrame], bool]
+    plainly_valid: Callable[[ModelConfig, contracts.Rows], bool]
     schema: Callable[[ModelConfig], pa.DataFrameSchema]
     enforce: Callable[[ModelConfig, Partition, pd.DataFrame], pd.DataFrame]
 
@@ -71,13 +71,13 @@ def _prediction_rows() -> pd.DataFrame:
     )
 
 
-def _input_plainly_valid(model: ModelConfig, frame: pd.DataFrame) -> bool:
+def _input_plainly_valid(model: ModelConfig, frame: contracts.Rows) -> bool:
     categories = {n: s.values for n, s in model.features.items() if s.values is not None}
     columns = features_table(model).columns
     return contracts._plainly_valid(columns, model.key_columns, PARTITION, frame, categories, {})
 
 
-def _output_plainly_valid(model: ModelConfig, frame: pd.DataFrame) -> bool:
+def _output_plainly_valid(model: ModelConfig, frame: contracts.Rows) -> bool:
     ranges = {name: (spec.min, spec.max) for name, spec in model.predictions.items()}
     columns = [c for c in predictions_table(model).columns if c.name in model.predictions]
     return contracts._plainly_valid(columns, [], None, frame, {}, ranges)
@@ -387,9 +387,15 @@ def _random_mutation(rng: np.random.Generator, frame: pd.DataFrame) -> tuple[str
     return f"{column} twice", lambda f: pd.concat([f, f[[column]]], axis=1)
 
 
+def _as_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The rows as an on-demand request hands them over (core.scoring.score_few_rows)."""
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+@pytest.mark.parametrize("as_arrays", [False, True], ids=["frame", "arrays"])
 @pytest.mark.parametrize("contract", [INPUT, OUTPUT], ids=lambda c: c.name)
 def test_random_mutations_never_take_the_fast_path_where_pandera_refuses(
-    store: ModelConfig, contract: Contract
+    store: ModelConfig, contract: Contract, as_arrays: bool
 ) -> None:
     rng = np.random.default_rng(SWEEP_SEED)
     valid = contract.valid_frame()
@@ -399,8 +405,12 @@ def test_random_mutations_never_take_the_fast_path_where_pandera_refuses(
     for _ in range(SWEEP_SIZE):
         what, mutate = _random_mutation(rng, valid)
         frame = contract.prepared(store, mutate(valid))
-        refusals = _pandera_refusals(schema, frame)
-        plainly_valid = contract.plainly_valid(store, frame)
+        if as_arrays and not frame.columns.is_unique:
+            continue  # arrays by name hold a column once
+        rows = _as_arrays(frame) if as_arrays else frame
+        # Arrays are what the fallback turns into a frame for Pandera.
+        refusals = _pandera_refusals(schema, pd.DataFrame(rows) if as_arrays else frame)
+        plainly_valid = contract.plainly_valid(store, rows)
         refused += bool(refusals)
         fast += plainly_valid
         if refusals and plainly_valid:

@@ -14,7 +14,12 @@ from mlflow.models import infer_signature
 
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.contracts import ContractViolation
-from coverage_serving.core.scoring import predict_in_chunks, score_partition
+from coverage_serving.core.scoring import (
+    predict_in_chunks,
+    score_features,
+    score_few_rows,
+    score_partition,
+)
 from coverage_serving.core.tables import predictions_table
 from coverage_serving.demo.data import stores
 from coverage_serving.errors import ModelOutputError
@@ -171,3 +176,57 @@ def test_output_that_cannot_be_a_prediction_column_is_refused(
         ModelOutputError, match=rf"model 'store' \(m version 3\) returned {problem}"
     ):
         _score(tmp_path, store, fn)
+
+
+def _as_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_few_rows_held_as_arrays_score_as_a_frame_does(
+    tmp_path: Path, store: ModelConfig, rows: int
+) -> None:
+    features = stores(PARTITION, rows)
+    model = _served(tmp_path, _sales, features[store.feature_columns])
+
+    few = score_few_rows(store, model, PARTITION, _as_arrays(features))
+
+    expected = score_features(store, model, PARTITION, features)
+    assert list(few) == list(expected.columns)
+    for name, values in few.items():
+        assert values.dtype == expected[name].dtype, name
+        np.testing.assert_array_equal(values, expected[name].to_numpy())
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "contract"),
+    [("population_index", np.inf, "input"), ("store_type", "kiosk", "input")],
+)
+def test_few_rows_that_break_a_contract_are_refused_naming_it(
+    tmp_path: Path, store: ModelConfig, column: str, value: object, contract: str
+) -> None:
+    features = stores(PARTITION, 2)
+    model = _served(tmp_path, _sales, features[store.feature_columns])
+    rows = _as_arrays(features)
+    rows[column] = rows[column].copy()
+    rows[column][1] = value
+
+    with pytest.raises(ContractViolation) as raised:
+        score_few_rows(store, model, PARTITION, rows)
+
+    assert raised.value.contract == contract
+    assert [v.column for v in raised.value.violations] == [column]
+    assert raised.value.violations[0].sample_keys == [features["store_id"].iloc[1]]
+
+
+def test_a_few_rows_negative_prediction_fails_the_output_contract(
+    tmp_path: Path, store: ModelConfig
+) -> None:
+    features = stores(PARTITION, 2)
+    model = _served(tmp_path, lambda x: np.full(len(x), -1.0), features[store.feature_columns])
+
+    with pytest.raises(ContractViolation) as raised:
+        score_few_rows(store, model, PARTITION, _as_arrays(features))
+
+    assert raised.value.contract == "output"
+    assert [v.column for v in raised.value.violations] == ["sales_potential"]

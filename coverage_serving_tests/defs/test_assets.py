@@ -482,9 +482,8 @@ def test_a_lightgbm_version_is_compiled_when_recorded_and_then_scores_bitwise_eq
     endpoint.refresh()
     assert endpoint.current().compiled is not None
     features = warehouse.read_partition(features_table(grid), PARTITION).head(25)
-    served = score_rows(
-        grid, endpoint.current(), PARTITION, features.drop(columns=["market", "month"])
-    )
+    sent = {name: features[name].to_numpy() for name in [*grid.key_columns, *grid.feature_columns]}
+    served = score_rows(grid, endpoint.current(), PARTITION, sent)
     table = by_compiled.set_index(key).loc[served[key]]
     assert served["whitespace_score"].tolist() == table["whitespace_score"].tolist()
     # The session's registry keeps its artifacts in one directory: leave no compiled form

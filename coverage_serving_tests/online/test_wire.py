@@ -3,12 +3,13 @@ int key and a nullable float feature, from the JSON values to the frame that is 
 
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from coverage_serving.config import ColumnSpec, ColumnType, ModelConfig, ServingConfig
 from coverage_serving.online import wire
-from coverage_serving.online.served import frame_of_json_rows
+from coverage_serving.online.served import columns_of_json_rows
 
 
 @pytest.fixture
@@ -44,19 +45,18 @@ def test_an_int_key_refuses_anything_else_naming_it(key: Any, model: ModelConfig
     assert fields == ["key.cell_no"]
 
 
-def test_rows_become_a_frame_of_the_config_dtypes(model: ModelConfig) -> None:
+def test_rows_become_arrays_of_the_config_dtypes(model: ModelConfig) -> None:
     body = TypeAdapter(wire.predict_request(model, max_rows=10))
     # Whole numbers for the floats, a null for the nullable one: nothing to infer a dtype from.
     sent = body.validate_python(rows_body(model, road_density=None))
 
-    frame = frame_of_json_rows(model, [row.model_dump() for row in sent.rows])
+    columns = columns_of_json_rows(model, [row.model_dump() for row in sent.rows])
 
-    assert frame["cell_no"].dtype == "int64"
-    assert {str(frame[name].dtype) for name in ["centroid_lat", "population", "road_density"]} == {
-        "float64"
-    }
-    assert frame["road_density"].isna().all()
-    assert list(frame.columns) == [*model.key_columns, *model.feature_columns]
+    assert columns["cell_no"].dtype == "int64"
+    floats = ["centroid_lat", "population", "road_density"]
+    assert {str(columns[name].dtype) for name in floats} == {"float64"}
+    assert np.isnan(columns["road_density"]).all()
+    assert list(columns) == [*model.key_columns, *model.feature_columns]
 
 
 def _from_fastapi(refused: pytest.ExceptionInfo[ValidationError]) -> list[dict[str, Any]]:

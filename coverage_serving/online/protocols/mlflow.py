@@ -29,7 +29,7 @@ from coverage_serving.online.scoring import (
     score,
     version_for,
 )
-from coverage_serving.online.served import ServedModel, frame_of_json_rows
+from coverage_serving.online.served import ServedModel, columns_of_json_rows
 from coverage_serving.online.service import Service
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -193,7 +193,7 @@ def mlflow_router(service: Service) -> APIRouter:
         parameters = readers[chosen.config.name].read(params, where)
         if isinstance(rows, list):
             require_row_count(chosen.config, len(rows), max_rows)
-        features = frame_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
+        features = columns_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
         loaded = await version_for(request, chosen, client, parameters.version)
         scored = score(request, chosen, loaded, parameters.partition, features)
         return json_response(

@@ -18,7 +18,7 @@ from coverage_serving.online import wire
 from coverage_serving.online.auth import Client, Scope
 from coverage_serving.online.protocols.parameters import ParametersReader
 from coverage_serving.online.scoring import json_response, require_row_count, score, version_for
-from coverage_serving.online.served import ServedModel, frame_of_json_rows
+from coverage_serving.online.served import ServedModel, columns_of_json_rows
 from coverage_serving.online.service import Service
 
 DATATYPES = {ColumnType.STRING: "BYTES", ColumnType.INT: "INT64", ColumnType.FLOAT: "FP64"}
@@ -222,7 +222,7 @@ def oip_router(service: Service) -> APIRouter:
         parameters = readers[chosen.config.name].read(ours, "parameters")
         rows = rows_of_tensors(chosen.config, body.inputs)
         require_row_count(chosen.config, len(rows), service.online.max_rows)
-        features = frame_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
+        features = columns_of_json_rows(chosen.config, service.validate_rows(chosen, rows))
         version = path_version if path_version is not None else parameters.version
         loaded = await version_for(request, chosen, client, version)
         scored = score(request, chosen, loaded, parameters.partition, features)
@@ -242,7 +242,7 @@ def oip_router(service: Service) -> APIRouter:
                 "outputs": [
                     {
                         "name": name,
-                        "shape": [len(scored.rows)],
+                        "shape": [scored.row_count],
                         "datatype": "FP64",
                         "data": scored.column(name),
                     }
