@@ -57,14 +57,21 @@ class ServedModel:
         self._pinned: dict[int, LoadedModel] = {}
 
     def refresh(self) -> None:
-        """Resolve the alias; load and switch to its version if it moved. On failure keep
-        serving the version already loaded and remember why."""
+        """Resolve the alias; load and switch to its version if it moved, or to its compiled
+        form if one was stored since. On failure keep serving the version already loaded and
+        remember why."""
         with self._refreshing:
             try:
                 served = load_served_model(self._registry, self.config)
-                if self._current is None or self._current.ref.version != served.ref.version:
+                current = self._current
+                if current is None or _decided(current) != _decided(served):
                     self._current = served
-                    log.info("model %r now serves version %s", self.config.name, served.ref.version)
+                    log.info(
+                        "model %r now serves version %s, scored with %s",
+                        self.config.name,
+                        served.ref.version,
+                        served.scored_with,
+                    )
                 self._last_error = None
                 self._pinned = {}
             except ServingError as err:
@@ -98,6 +105,10 @@ class ServedModel:
             version=current.ref.version if current else None,
             last_error=self._last_error,
         )
+
+
+def _decided(loaded: LoadedModel) -> tuple[int, str]:
+    return loaded.ref.version, loaded.scored_with
 
 
 def score_rows(
