@@ -24,6 +24,7 @@ EXPERIMENT = "coverage-serving-batch"
 DAGSTER_RUN_TAG = "dagster_run_id"
 VERSION_TAG = "coverage_serving.last_batch_run"  # on the model version: its latest batch run
 MAX_TAG_CHARS = 5000  # MLflow tag values are capped (8000); long lists are cut, with a count
+ENDED_TAG = "coverage_serving.ended"  # on a batch run another ended: why
 
 
 @dataclass
@@ -81,6 +82,24 @@ def record_batch_run(tracking_uri: str, run: BatchRun, run_id: str | None = None
     finally:
         client.set_terminated(run_id, status=status)
     return run_id
+
+
+def unfinished_batch_runs(tracking_uri: str) -> dict[str, str]:
+    """The batch runs MLflow still shows as running: MLflow run id -> Dagster run id."""
+    client = registry_client(tracking_uri)
+    runs = client.search_runs(
+        [experiment_id(tracking_uri, EXPERIMENT)],
+        filter_string="attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    return {run.info.run_id: run.data.tags.get(DAGSTER_RUN_TAG, "") for run in runs}
+
+
+def end_abandoned_run(tracking_uri: str, run_id: str, why: str) -> None:
+    """End a batch run whose process died before record_batch_run could: KILLED, with why."""
+    client = registry_client(tracking_uri)
+    client.set_tag(run_id, ENDED_TAG, _capped(why))
+    client.set_terminated(run_id, status="KILLED")
 
 
 def log_artifacts(tracking_uri: str, run_id: str, directory: Path, artifact_path: str) -> None:

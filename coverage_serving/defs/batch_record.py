@@ -14,9 +14,11 @@ from coverage_serving.core.tracking import (
     EXPERIMENT,
     BatchRun,
     artifacts_location,
+    end_abandoned_run,
     log_artifacts,
     record_batch_run,
     start_batch_run,
+    unfinished_batch_runs,
 )
 from coverage_serving.registry import redact
 
@@ -30,6 +32,7 @@ def start_tracking(
     """The MLflow run the batch is recorded in, and the link to its drift plots that each
     served partition's materialisation carries (a shadow is not profiled: no plots)."""
     try:
+        end_abandoned_runs(context, tracking_uri)
         run_id = start_batch_run(tracking_uri, batch)
         location = artifacts_location(tracking_uri, run_id)
     except Exception as err:  # the record is tried again at the end; scoring goes on
@@ -40,6 +43,22 @@ def start_tracking(
     if location.startswith(("http://", "https://")):
         return run_id, {"drift_plots": dg.MetadataValue.url(location)}
     return run_id, {"drift_plots": dg.MetadataValue.path(str(Path(location) / PLOTS_ARTIFACTS))}
+
+
+def end_abandoned_runs(context: dg.AssetExecutionContext, tracking_uri: str) -> None:
+    """A batch whose process died (killed, out of memory, a lost machine) never ended its MLflow
+    run, which MLflow would show as running forever: end it as KILLED once Dagster says its run
+    is over. A run this Dagster instance does not know is another deployment's to end."""
+    for mlflow_run_id, dagster_run_id in unfinished_batch_runs(tracking_uri).items():
+        dagster_run = context.instance.get_run_by_id(dagster_run_id) if dagster_run_id else None
+        if dagster_run is None or not dagster_run.is_finished:
+            continue
+        why = (
+            f"Dagster run {dagster_run_id} ended ({dagster_run.status.value}) before it recorded "
+            f"this batch; ended by run {context.run_id}"
+        )
+        end_abandoned_run(tracking_uri, mlflow_run_id, why)
+        context.log.warning(f"MLflow batch run {mlflow_run_id} ended as KILLED: {why}")
 
 
 def track(

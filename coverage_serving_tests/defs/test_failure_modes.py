@@ -1,6 +1,7 @@
 """Failure modes seen through Dagster: the run fails, the UI gets structured metadata, the
 tables keep what they held; and the quarantine policy. Real DuckDB file, real sqlite registry."""
 
+import uuid
 from datetime import date
 
 import dagster as dg
@@ -16,14 +17,16 @@ from coverage_serving.core.tables import (
     rejected_table,
     source_table,
 )
+from coverage_serving.core.tracking import ENDED_TAG, BatchRun, start_batch_run
 from coverage_serving.definitions import resources_for_deployment
 from coverage_serving.defs.assets import build_model_assets
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.partition import Partition
+from coverage_serving.registry import ModelVersionRef
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
 from coverage_serving_tests.conftest import SMALL_ROWS
-from coverage_serving_tests.defs.test_assets import check_results
+from coverage_serving_tests.defs.test_assets import check_results, mlflow_run_of
 
 pytestmark = pytest.mark.integration
 
@@ -396,3 +399,39 @@ def test_a_source_table_unlike_the_config_fails_naming_model_partition_and_colum
         f"model 'store', partition IN|2026-01-01: {complaint}"
     )
     assert_unchanged(warehouse, model, tables_before)
+
+
+def _dagster_run(instance: dg.DagsterInstance, status: dg.DagsterRunStatus) -> str:
+    run = dg.DagsterRun(job_name="score_store", run_id=str(uuid.uuid4()), status=status)
+    return instance.add_run(run).run_id
+
+
+def test_a_batch_whose_process_died_is_ended_in_mlflow_by_the_next_run(
+    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> None:
+    """A killed batch never ends its MLflow run; the next batch ends it once Dagster says its
+    run is over, and leaves runs in progress, or of another Dagster instance, alone."""
+    model = small_config.models["store"]
+    ref = ModelVersionRef("coverage_store_model", 1, "champion", None, "models:/m-1")
+    died = _dagster_run(instance, dg.DagsterRunStatus.FAILURE)
+    in_progress = _dagster_run(instance, dg.DagsterRunStatus.STARTED)
+    elsewhere = str(uuid.uuid4())
+    for dagster_run_id in (died, in_progress, elsewhere):
+        start_batch_run(state.tracking_uri, BatchRun("store", ref, dagster_run_id))
+
+    result = dg.materialize(
+        build_model_assets(model),
+        partition_key=PARTITION.key,
+        resources=resources_for_deployment(small_config, state),
+        instance=instance,
+    )
+
+    ended = mlflow_run_of(state, died)
+    assert ended.info.status == "KILLED"
+    assert ended.data.tags[ENDED_TAG] == (
+        f"Dagster run {died} ended (FAILURE) before it recorded this batch; ended by run "
+        f"{result.run_id}"
+    )
+    assert mlflow_run_of(state, in_progress).info.status == "RUNNING"
+    assert mlflow_run_of(state, elsewhere).info.status == "RUNNING"
+    assert mlflow_run_of(state, result.run_id).info.status == "FINISHED"
