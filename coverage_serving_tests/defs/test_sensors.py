@@ -7,6 +7,7 @@ import dagster as dg
 import mlflow
 import pytest
 
+from coverage_serving.defs.sensors import MAX_ATTEMPTS, RUN_KEY_TAG
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.demo.emulator import free_port
 from coverage_serving_tests.defs.sensor_harness import (
@@ -90,6 +91,34 @@ def test_a_rollback_after_a_rescoring_rescores_with_the_older_version_under_a_ne
     assert v1.tags[PINNED_VERSION_TAG] == "1" and ranges(rollback) == [ALL]
     assert v1.run_key and v1.run_key.startswith(f"store:v1:{ALL}:")
     assert v1.run_key.split(":")[-1] != (v2.run_key or "").split(":")[-1]
+
+
+def test_a_failed_rescoring_is_requested_again_under_a_new_key_up_to_three_times(
+    sensor: StoreSensor,
+) -> None:
+    register_version(sensor.store, sensor.state, Constant(), alias="champion")
+    cursor = json.dumps({"versions": [1, 2]})
+    keys, failed = [], []
+    for _ in range(MAX_ATTEMPTS):
+        [rescoring] = rescorings(sensor.tick(cursor=cursor))
+        keys.append(rescoring.run_key)
+        # Its run failed (killed, say): Dagster would not launch the same key again.
+        run = dg.DagsterRun(
+            job_name="score_store",
+            run_id=f"{len(keys)}" * 32,
+            status=dg.DagsterRunStatus.FAILURE,
+            tags={RUN_KEY_TAG: rescoring.run_key or ""},
+        )
+        failed.append(sensor.instance.add_run(run).run_id)
+
+    given_up = sensor.tick(cursor=cursor)
+
+    assert keys == [keys[0], f"{keys[0]}:retry1", f"{keys[0]}:retry2"]
+    assert rescorings(given_up) == []
+    assert reason(given_up).endswith(
+        f"store: rescoring {ALL} to v2 failed 3 times (runs {', '.join(failed)}), not tried "
+        "again: see their logs, then re-execute the last one"
+    )
 
 
 def test_an_unservable_alias_target_is_recorded_and_never_scored(sensor: StoreSensor) -> None:
