@@ -9,6 +9,7 @@ import dagster as dg
 from coverage_serving.config import ModelConfig
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.core.unmatched import by_month, summary, unmatched_source_rows
+from coverage_serving.defs.attempts import given_up, next_attempt
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.partitions import model_partitions, month_tags
 from coverage_serving.defs.resources import WarehouseResource
@@ -58,9 +59,12 @@ def build_new_data_sensor(
         ]
         if not unscored:
             return dg.SkipReason("; ".join(["no new source partitions", *notes]))
-        for note in notes:
+        requests, stopped = _attempts(context.instance, model, _scoring_requests(model, unscored))
+        for note in [*notes, *stopped]:
             context.log.warning(note)
-        return dg.SensorResult(run_requests=_scoring_requests(model, unscored))
+        if not requests:
+            return dg.SkipReason("; ".join(stopped + notes))
+        return dg.SensorResult(run_requests=requests)
 
     return new_data_sensor
 
@@ -77,7 +81,7 @@ def _unmatched_markets(store: Warehouse, model: ModelConfig, landed: set[Partiti
 
 def _scoring_requests(model: ModelConfig, unscored: list[Partition]) -> list[dg.RunRequest]:
     """One run per month when all its markets are new (the usual landing), else per partition.
-    Run keys make each request once: a partition whose run failed waits for a person."""
+    Run keys make each request once (a run that failed: defs.attempts)."""
     by_month: dict[date, list[Partition]] = defaultdict(list)
     for partition in unscored:
         by_month[partition.month].append(partition)
@@ -96,6 +100,22 @@ def _scoring_requests(model: ModelConfig, unscored: list[Partition]) -> list[dg.
                 for p in partitions
             ]
     return requests
+
+
+def _attempts(
+    instance: dg.DagsterInstance, model: ModelConfig, requests: list[dg.RunRequest]
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Each request under the key of its next attempt (a run that failed is tried again, up to
+    MAX_ATTEMPTS); and what is no longer tried."""
+    attempted, stopped = [], []
+    for request in requests:
+        assert request.run_key is not None
+        run_key, failed = next_attempt(instance, request.run_key)
+        if run_key is None:
+            stopped.append(given_up(f"{model.name}: scoring new data ({request.run_key})", failed))
+        else:
+            attempted.append(request.with_replaced_attrs(run_key=run_key))
+    return attempted, stopped
 
 
 def _keys(partitions: list[Partition], shown: int = 5) -> str:

@@ -14,6 +14,7 @@ from coverage_serving.config import ModelConfig
 from coverage_serving.core.reconcile import Held, rectangles, stale
 from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
 from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
+from coverage_serving.defs.attempts import given_up, next_attempt
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.names import (
     model_versions_partitions,
@@ -44,10 +45,6 @@ UNFINISHED = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-# A rescoring whose runs failed this many times waits for a person (or another difference).
-MAX_ATTEMPTS = 3
-RUN_KEY_TAG = "dagster/run_key"  # what Dagster tags a sensor's run with: its request's run key
 
 
 @dataclass
@@ -193,16 +190,13 @@ def _reconcile(
     if not differ:
         return [], f"{who}: {len(held)} partitions on v{desired} = @{target.alias}"
     pin = Pin(desired, target.alias)
-    requests, given_up = [], []
+    requests, stopped = [], []
     for rescoring in rectangles(model.markets, differ):
         difference = rescoring.key(_label(model, target).replace(" ", ":"), desired, held)
-        run_key, failed = _next_attempt(context.instance, difference)
+        run_key, failed = next_attempt(context.instance, difference)
         if run_key is None:
-            given_up.append(
-                f"{who}: rescoring {rescoring.first.key}..{rescoring.last.key} to v{desired} "
-                f"failed {len(failed)} times (runs {', '.join(failed)}), not tried again: see "
-                f"their logs, then re-execute the last one"
-            )
+            span = f"{rescoring.first.key}..{rescoring.last.key}"
+            stopped.append(given_up(f"{who}: rescoring {span} to v{desired}", failed))
             continue
         requests.append(
             dg.RunRequest(
@@ -216,24 +210,9 @@ def _reconcile(
         [
             f"{who}: {len(differ)} of {len(held)} partitions hold {_versions(held, differ)}, "
             f"not v{desired} = @{target.alias}: rescoring them in {len(requests)} run(s)",
-            *given_up,
+            *stopped,
         ]
     )
-
-
-def _next_attempt(instance: dg.DagsterInstance, difference: str) -> tuple[str | None, list[str]]:
-    """The run key to request for a difference, and the runs that failed it so far. Dagster
-    launches a run key once, so a run that failed (its process killed, a registry outage) would
-    leave the difference unscored for good: each failure gets the next numbered key, up to
-    MAX_ATTEMPTS; None after that."""
-    failed: list[str] = []
-    for attempt in range(MAX_ATTEMPTS):
-        run_key = difference if attempt == 0 else f"{difference}:retry{attempt}"
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-        if not runs or runs[0].status not in ENDED_BADLY:
-            return run_key, failed
-        failed.append(runs[0].run_id)
-    return None, failed
 
 
 def _label(model: ModelConfig, target: PredictionTarget) -> str:

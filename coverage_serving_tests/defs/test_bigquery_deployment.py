@@ -71,7 +71,10 @@ def test_the_new_data_sensor_reads_bigquery(
     ]
     resources = resources_for_deployment(small_config, state)
 
-    with dg.build_sensor_context(resources=resources) as context:
+    with (
+        dg.DagsterInstance.ephemeral() as instance,
+        dg.build_sensor_context(resources=resources, instance=instance) as context,
+    ):
         result = sensor(context)
 
     assert isinstance(result, dg.SensorResult)

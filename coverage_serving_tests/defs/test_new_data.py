@@ -11,6 +11,7 @@ from coverage_serving.config import ServingConfig
 from coverage_serving.core.tables import source_table
 from coverage_serving.definitions import build_definitions, resources_for_deployment
 from coverage_serving.defs.assets import build_model_assets
+from coverage_serving.defs.attempts import MAX_ATTEMPTS, RUN_KEY_TAG
 from coverage_serving.defs.new_data import new_data_sensor_name
 from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.partition import Partition
@@ -20,11 +21,17 @@ from coverage_serving.warehouse import DuckDBWarehouse
 pytestmark = pytest.mark.integration
 
 
-def tick(config: ServingConfig, state: LocalState) -> dg.SensorResult | dg.SkipReason:
+def tick(
+    config: ServingConfig, state: LocalState, instance: dg.DagsterInstance | None = None
+) -> dg.SensorResult | dg.SkipReason:
     """One evaluation of the store model's new-data sensor."""
     name = new_data_sensor_name(config.models["store"])
     [sensor] = [s for s in build_definitions(config, state).sensors or [] if s.name == name]
-    with dg.build_sensor_context(resources=resources_for_deployment(config, state)) as context:
+    resources = resources_for_deployment(config, state)
+    with (
+        dg.DagsterInstance.ephemeral() as ephemeral,
+        dg.build_sensor_context(resources=resources, instance=instance or ephemeral) as context,
+    ):
         return sensor(context)
 
 
@@ -67,6 +74,41 @@ def test_months_that_landed_in_every_market_are_scored_one_run_each(
         month_run("2026-01-01"),
         month_run("2026-02-01"),
     ]
+
+
+def test_a_month_whose_run_failed_is_requested_again_up_to_three_times_then_named(
+    small_config: ServingConfig, state: LocalState, instance: dg.DagsterInstance
+) -> None:
+    keys, failed = [], []
+    for attempt in range(MAX_ATTEMPTS):
+        result = tick(small_config, state, instance)
+        assert isinstance(result, dg.SensorResult)
+        keys.append([request.run_key for request in result.run_requests or []])
+        # Each run failed (killed, say): Dagster would not launch the same key again.
+        for number, run_key in enumerate(keys[-1]):
+            run_id = f"{attempt}{number}".ljust(32, "0")
+            run = dg.DagsterRun(
+                job_name="score_store",
+                run_id=run_id,
+                status=dg.DagsterRunStatus.FAILURE,
+                tags={RUN_KEY_TAG: run_key or ""},
+            )
+            failed.append(instance.add_run(run).run_id)
+
+    given_up = tick(small_config, state, instance)
+
+    january, february = "store:data:2026-01-01", "store:data:2026-02-01"
+    assert keys == [
+        [january, february],
+        [f"{january}:retry1", f"{february}:retry1"],
+        [f"{january}:retry2", f"{february}:retry2"],
+    ]
+    assert skip_message(given_up) == (
+        f"store: scoring new data ({january}) failed 3 times (runs {', '.join(failed[0::2])}), "
+        "not tried again: see their logs, then re-execute the last one; "
+        f"store: scoring new data ({february}) failed 3 times (runs {', '.join(failed[1::2])}), "
+        "not tried again: see their logs, then re-execute the last one"
+    )
 
 
 def test_a_market_that_landed_alone_is_scored_alone(

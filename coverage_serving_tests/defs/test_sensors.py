@@ -7,7 +7,7 @@ import dagster as dg
 import mlflow
 import pytest
 
-from coverage_serving.defs.sensors import MAX_ATTEMPTS, RUN_KEY_TAG
+from coverage_serving.defs.attempts import MAX_ATTEMPTS, RUN_KEY_TAG
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.demo.emulator import free_port
 from coverage_serving_tests.defs.sensor_harness import (
