@@ -294,12 +294,13 @@ class BigQueryWarehouse(StagedSwap[bigquery.Client]):
         clustered by market."""
         table_id = self.table_id(table)
         try:
-            existing = [field.name for field in client.get_table(table_id).schema]
+            existing = client.get_table(table_id)
         except google_errors.NotFound:
             client.create_dataset(table_id.rsplit(".", 1)[0], exists_ok=True)
             client.create_table(prediction_table_definition(table_id, table), exists_ok=True)
-        else:
-            require_contract_columns(table, table_id, existing)
+            return
+        require_contract_columns(table, table_id, [field.name for field in existing.schema])
+        _describe(client, existing, table)
 
     def _columns(self, client: bigquery.Client, table: TableSpec) -> dict[str, str]:
         """The table's columns and their types, in order; none when it does not exist."""
@@ -311,6 +312,23 @@ class BigQueryWarehouse(StagedSwap[bigquery.Client]):
 
     def _require_columns(self, client: bigquery.Client, table: TableSpec) -> None:
         require_columns(table, self.table_id(table), self._columns(client, table))
+
+
+def _describe(client: bigquery.Client, existing: bigquery.Table, table: TableSpec) -> None:
+    """A description edited in serving.yaml reaches a table created before the edit, too: one
+    update when the table's or a column's description differs, none otherwise."""
+    wanted = {c.name: c.description for c in table.columns}
+    schema = [
+        bigquery.SchemaField.from_api_repr(
+            field.to_api_repr() | {"description": wanted.get(field.name, field.description)}
+        )
+        for field in existing.schema
+    ]
+    if existing.description == table.description and schema == existing.schema:
+        return
+    existing.description = table.description
+    existing.schema = schema
+    client.update_table(existing, ["description", "schema"])
 
 
 def bigquery_schema(columns: tuple[Column, ...]) -> list[bigquery.SchemaField]:

@@ -28,6 +28,8 @@ from coverage_serving.warehouse.dialect import Dialect
 from coverage_serving.warehouse.history import Archive
 from coverage_serving.warehouse.staged_swap import StagedSwap
 
+# What a table's parts are commented with now, by COMMENT ON target.
+Comments = dict[str, str | None]
 SQL_TYPES = {
     "string": "VARCHAR",
     "int": "BIGINT",
@@ -298,8 +300,22 @@ class DuckDBWarehouse(StagedSwap[duckdb.DuckDBPyConnection]):
         else:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(table.schema)}")
             con.execute(f"CREATE TABLE IF NOT EXISTS {_table(table)} ({_ddl(table.columns)})")
-            for statement in _comments(table):
-                con.execute(statement)
+        # A description edited in serving.yaml reaches a table created before the edit, too.
+        for statement in _comments(table, self._existing_comments(con, table)):
+            con.execute(statement)
+
+    def _existing_comments(self, con: duckdb.DuckDBPyConnection, table: TableSpec) -> Comments:
+        where = "WHERE schema_name = ? AND table_name = ?"
+        [(described,)] = con.execute(
+            f"SELECT comment FROM duckdb_tables() {where}", [table.schema, table.name]
+        ).fetchall()
+        columns = con.execute(
+            f"SELECT column_name, comment FROM duckdb_columns() {where}",
+            [table.schema, table.name],
+        ).fetchall()
+        return {f"TABLE {_table(table)}": described} | {
+            f"COLUMN {_table(table)}.{_quote(name)}": comment for name, comment in columns
+        }
 
 
 def _parameters_of(statement: str, partition: Partition, archive: Archive) -> dict[str, object]:
@@ -310,14 +326,18 @@ def _parameters_of(statement: str, partition: Partition, archive: Archive) -> di
     return {name: values[name] for name in re.findall(r"\$(\w+)", statement)}
 
 
-def _comments(table: TableSpec) -> list[str]:
-    """COMMENT ON statements for the table's described parts: what `duckdb_tables()` and
-    `duckdb_columns()` show as their comment. COMMENT takes no parameter, so the text is a
-    quoted literal."""
+def _comments(table: TableSpec, existing: Comments) -> list[str]:
+    """COMMENT ON statements for the table's parts whose comment (what `duckdb_tables()` and
+    `duckdb_columns()` show) is not its description. COMMENT takes no parameter, so the text is
+    a quoted literal."""
     described = [(f"TABLE {_table(table)}", table.description)] + [
         (f"COLUMN {_table(table)}.{_quote(c.name)}", c.description) for c in table.columns
     ]
-    return [f"COMMENT ON {target} IS {_literal(text)}" for target, text in described if text]
+    return [
+        f"COMMENT ON {target} IS {_literal(text) if text else 'NULL'}"
+        for target, text in described
+        if (text or None) != existing.get(target)
+    ]
 
 
 def _literal(text: str) -> str:

@@ -5,6 +5,7 @@ runs the rest)."""
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +92,26 @@ def test_the_table_is_created_from_the_contract(
     assert {f.name: f.description for f in table.schema if f.description} == {
         "note": "the scorer's note"
     }
+
+
+def test_descriptions_edited_later_reach_the_existing_table(
+    warehouse: BigQueryWarehouse, rest_client: bigquery.Client
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    columns = tuple(
+        replace(c, description={"note": None, "score": "the new score"}.get(c.name, c.description))
+        for c in TABLE.columns
+    )
+    edited = replace(TABLE, description="Scores, described again", columns=columns)
+
+    warehouse.replace_partition(edited, JANUARY, rows(JANUARY))
+
+    table = rest_client.get_table(warehouse.table_id(TABLE))
+    assert table.description == "Scores, described again"
+    assert {f.name: f.description for f in table.schema if f.description} == {
+        "score": "the new score"
+    }
+    assert table.time_partitioning.field == "month"  # the rest of the definition kept
 
 
 def test_a_failure_between_staging_and_swap_keeps_the_old_rows(

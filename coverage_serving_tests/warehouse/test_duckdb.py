@@ -1,6 +1,7 @@
 """What only the DuckDB warehouse has, on a real file: its column types, its transaction's
 rollback, its staging leftovers, columns altered by hand (test_contract.py runs the rest)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -64,6 +65,28 @@ def test_a_new_table_gets_typed_columns(warehouse: DuckDBWarehouse, database: Pa
         "SELECT column_name, comment FROM duckdb_columns() "
         "WHERE table_name = 'scores' AND comment IS NOT NULL",
     ) == [("note", "the scorer's note")]
+
+
+def test_descriptions_edited_later_reach_the_existing_table(
+    warehouse: DuckDBWarehouse, database: Path
+) -> None:
+    warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
+    columns = tuple(
+        replace(c, description={"note": None, "score": "the new score"}.get(c.name, c.description))
+        for c in TABLE.columns
+    )
+    edited = replace(TABLE, description="Scores, described again", columns=columns)
+
+    warehouse.replace_partition(edited, JANUARY, rows(JANUARY))
+
+    assert sql(database, "SELECT comment FROM duckdb_tables() WHERE table_name = 'scores'") == [
+        ("Scores, described again",)
+    ]
+    assert sql(
+        database,
+        "SELECT column_name, comment FROM duckdb_columns() "
+        "WHERE table_name = 'scores' AND comment IS NOT NULL",
+    ) == [("score", "the new score")]
 
 
 @pytest.mark.parametrize(
