@@ -19,7 +19,8 @@ from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ServingError
 from coverage_serving.local_servers import Server, run_until_interrupted
 from coverage_serving.online.app import build_app
-from coverage_serving.online.auth import hash_key, keyring_of, new_key
+from coverage_serving.online.auth import hash_key, new_key
+from coverage_serving.online.credentials import keyring_of
 from coverage_serving.online.exposure import require_safe_exposure
 from coverage_serving.settings import REPO_ROOT, LocalState
 from coverage_serving.warehouse import Warehouse

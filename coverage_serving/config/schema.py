@@ -5,9 +5,17 @@ from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 import limits
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from coverage_serving.lineage import LINEAGE_COLUMN_NAMES
 from coverage_serving.partition import MARKET_CODE
@@ -184,17 +192,41 @@ def _rate_limit(value: str) -> str:
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
 
+class OidcConfig(_Strict):
+    """Bearer tokens (JWTs) of an OpenID Connect provider, checked against its signing keys:
+    the token's `scopes_claim` grants this endpoint's scopes (predict, pin, admin)."""
+
+    issuer: str  # the `iss` a token must carry, e.g. https://login.example.com/
+    audience: str  # the `aud` a token must carry: this service's name at the provider
+    jwks_url: str  # the provider's signing keys (its discovery document's jwks_uri)
+    scopes_claim: str = "scope"  # a space-separated string or a list
+    client_claim: str = "sub"  # what the audit line and the rate limit call the caller
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        # Plain HTTP only on this machine: anyone on the path could hand over their own keys.
+        host = urlparse(url).hostname
+        if urlparse(url).scheme != "https" and host not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return url
+
+
 class AuthConfig(_Strict):
-    """Where the on-demand endpoint finds its clients' API keys, hashed: a YAML document (README:
-    Exposing on-demand scoring) in an environment variable or a file, never in this config."""
+    """Who may call the on-demand endpoint: API keys, hashed, in a YAML document (README:
+    Exposing on-demand scoring) in an environment variable or a file, never in this config;
+    and/or bearer tokens of an OpenID Connect provider."""
 
     keys_env: str | None = None  # the name of the variable, e.g. COVERAGE_SERVING_API_KEYS
     keys_file: Path | None = None
+    oidc: OidcConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "AuthConfig":
-        if (self.keys_env is None) == (self.keys_file is None):
-            raise ValueError("online.auth: give exactly one of keys_env and keys_file")
+        if self.keys_env is not None and self.keys_file is not None:
+            raise ValueError("online.auth: give at most one of keys_env and keys_file")
+        if self.keys_env is None and self.keys_file is None and self.oidc is None:
+            raise ValueError("online.auth: give keys_env or keys_file, or oidc, or both")
         return self
 
 

@@ -36,6 +36,7 @@ from coverage_serving.online.auth import (
     Scope,
 )
 from coverage_serving.online.body_limit import BodyLimit
+from coverage_serving.online.oidc import ProviderUnavailableError
 from coverage_serving.online.protocols.mlflow import (
     BadBodyError,
     UnsupportedMediaTypeError,
@@ -82,6 +83,7 @@ STATUS_OF_ERROR: list[tuple[type[ServingError], int]] = [
     (UnservableModelError, 422),
     (UnknownKeyError, 404),
     (RegistryUnavailableError, 503),
+    (ProviderUnavailableError, 503),
     (NotReadyError, 503),
     (RegistryError, 404),  # no such model, alias or version
     (ServingError, 500),  # a model or warehouse fault; its message is written for users

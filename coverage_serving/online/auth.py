@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -97,11 +97,24 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
-class Keyring:
-    """The clients of the keys document, found by the hash of a key."""
+class Tokens(Protocol):
+    """Bearer tokens of another issuer (online.oidc)."""
 
-    def __init__(self, clients: Mapping[str, Client], hashes: Mapping[str, str]) -> None:
-        self._client_of_hash = {digest: clients[client] for digest, client in hashes.items()}
+    def client_of(self, token: str) -> "Client": ...
+
+
+class Keyring:
+    """The clients of the keys document, found by the hash of a key; and, with `tokens`, the
+    callers a provider's bearer tokens name."""
+
+    def __init__(
+        self, client_of_hash: Mapping[str, Client] | None = None, tokens: Tokens | None = None
+    ) -> None:
+        self._client_of_hash = dict(client_of_hash or {})
+        self._tokens = tokens
+
+    def with_tokens(self, tokens: Tokens) -> "Keyring":
+        return Keyring(self._client_of_hash, tokens)
 
     @classmethod
     def parse(cls, text: str, where: str) -> "Keyring":
@@ -121,23 +134,29 @@ class Keyring:
                         f"API keys in {where}: one key hash is listed for both "
                         f"{hashes[digest]!r} and {name!r}"
                     )
-        return cls(clients, hashes)
+        return cls({digest: clients[name] for digest, name in hashes.items()})
 
-    def client_of(self, key: str | None) -> Client:
-        if not key:
+    def client_of(self, credential: str | None) -> Client:
+        if not credential:
             raise NotAuthenticatedError(
                 "no API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+                + (", or send the OIDC provider's token as the bearer" if self._tokens else "")
             )
-        client = self._client_of_hash.get(hash_key(key))
+        if self._tokens is not None and self.is_token(credential):
+            return self._tokens.client_of(credential)
+        client = self._client_of_hash.get(hash_key(credential))
         if client is None:
             raise NotAuthenticatedError("the API key is not valid (unknown, or revoked)")
         return client
 
+    def is_token(self, credential: str | None) -> bool:
+        """Whether the credential goes to the token issuer: a JWT's three dot-separated parts
+        (an API key, URL-safe base64, has no dot). Checking it may fetch the issuer's keys."""
+        return self._tokens is not None and credential is not None and credential.count(".") == 2
 
-def keyring_of(auth: AuthConfig | None, environ: Mapping[str, str] = os.environ) -> Keyring | None:
-    """The keyring online.auth points at; None when authentication is not configured."""
-    if auth is None:
-        return None
+
+def keys_of(auth: AuthConfig, environ: Mapping[str, str] = os.environ) -> Keyring:
+    """The API keys online.auth points at (none when it names no keys document)."""
     if auth.keys_file is not None:
         path = auth.keys_file.expanduser()
         try:
@@ -147,7 +166,9 @@ def keyring_of(auth: AuthConfig | None, environ: Mapping[str, str] = os.environ)
                 f"online.auth.keys_file: {path} cannot be read: {err.strerror}"
             ) from None
         return Keyring.parse(text, str(path))
-    text = environ.get(auth.keys_env or "")
+    if auth.keys_env is None:
+        return Keyring()
+    text = environ.get(auth.keys_env)
     if not text:
         raise ConfigError(f"online.auth.keys_env: environment variable {auth.keys_env} is not set")
     return Keyring.parse(text, f"${auth.keys_env}")

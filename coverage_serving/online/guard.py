@@ -7,13 +7,16 @@ from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from coverage_serving.online.audit import record
 from coverage_serving.online.auth import ANONYMOUS, Client, Keyring, Scope
 from coverage_serving.online.ratelimit import RateLimiter
 
 # auto_error=False: a missing credential is this module's 401, with its JSON body.
-BEARER = HTTPBearer(auto_error=False, description="An API key as a bearer token")
+BEARER = HTTPBearer(
+    auto_error=False, description="An API key, or a token of online.auth.oidc's provider"
+)
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
@@ -39,6 +42,9 @@ def guard(keyring: Keyring | None, limiter: RateLimiter, scope: Scope, doing: st
         return anonymous
 
     async def authenticated(request: Request, bearer: Bearer, api_key: ApiKey) -> Client:
-        return admit(request, keyring.client_of(bearer.credentials if bearer else api_key))
+        credential = bearer.credentials if bearer else api_key
+        if keyring.is_token(credential):  # its check may fetch the issuer's keys: off the loop
+            return admit(request, await run_in_threadpool(keyring.client_of, credential))
+        return admit(request, keyring.client_of(credential))
 
     return authenticated

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from coverage_serving.config import AuthConfig, ConfigError, ServingConfig
 from coverage_serving.online.app import build_app
-from coverage_serving.online.auth import hash_key, keyring_of, new_key
+from coverage_serving.online.auth import hash_key, new_key
+from coverage_serving.online.credentials import keyring_of
 from coverage_serving.online.exposure import require_safe_exposure
 from coverage_serving.registry import ModelRegistry
 from coverage_serving.settings import HOME_VAR, LocalState
