@@ -7,12 +7,13 @@ from datetime import date
 import dagster as dg
 
 from coverage_serving.config import ModelConfig
+from coverage_serving.core.served_version import served_version
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.core.unmatched import by_month, summary, unmatched_source_rows
 from coverage_serving.defs.attempts import given_up, next_attempt
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.partitions import model_partitions, month_tags
-from coverage_serving.defs.resources import WarehouseResource
+from coverage_serving.defs.resources import RegistryResource, WarehouseResource
 from coverage_serving.errors import ServingError
 from coverage_serving.partition import Partition
 from coverage_serving.warehouse import Warehouse
@@ -39,7 +40,9 @@ def build_new_data_sensor(
         ),
     )
     def new_data_sensor(
-        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+        context: dg.SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        registry: RegistryResource,
     ) -> dg.SensorResult | dg.SkipReason:
         store = warehouse.open()
         try:
@@ -59,6 +62,11 @@ def build_new_data_sensor(
         ]
         if not unscored:
             return dg.SkipReason("; ".join(["no new source partitions", *notes]))
+        waiting = _why_not_servable(registry, model)
+        if waiting is not None:
+            return dg.SkipReason(
+                "; ".join([f"new partitions wait ({_keys(unscored)}): {waiting}", *notes])
+            )
         requests, stopped = _attempts(context.instance, model, _scoring_requests(model, unscored))
         for note in [*notes, *stopped]:
             context.log.warning(note)
@@ -67,6 +75,17 @@ def build_new_data_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return new_data_sensor
+
+
+def _why_not_servable(registry: RegistryResource, model: ModelConfig) -> str | None:
+    """Why the served alias's version cannot score now (held by the promotion gate, not
+    servable, the alias unset, the registry silent), None when it can: new data waits for it
+    rather than failing runs that would find the same."""
+    try:
+        served_version(registry.open(), model)
+    except ServingError as err:
+        return str(err)
+    return None
 
 
 def _unmatched_markets(store: Warehouse, model: ModelConfig, landed: set[Partition]) -> str | None:

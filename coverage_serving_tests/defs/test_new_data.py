@@ -17,6 +17,7 @@ from coverage_serving.defs.partitions import all_partitions_tags
 from coverage_serving.partition import Partition
 from coverage_serving.settings import LocalState
 from coverage_serving.warehouse import DuckDBWarehouse
+from coverage_serving_tests.registry_helpers import Constant, register_version
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +109,22 @@ def test_a_month_whose_run_failed_is_requested_again_up_to_three_times_then_name
         "not tried again: see their logs, then re-execute the last one; "
         f"store: scoring new data ({february}) failed 3 times (runs {', '.join(failed[1::2])}), "
         "not tried again: see their logs, then re-execute the last one"
+    )
+
+
+def test_new_data_waits_while_the_served_alias_cannot_score_it_and_says_why(
+    small_config: ServingConfig, state: LocalState
+) -> None:
+    store = small_config.models["store"]
+    register_version(store, state, Constant(), alias="champion", drop_features=("months_open",))
+
+    waiting = skip_message(tick(small_config, state))
+
+    assert waiting is not None
+    assert waiting.startswith(
+        "new partitions wait (ID|2026-01-01, ID|2026-02-01, IN|2026-01-01, IN|2026-02-01): "
+        "model 'store' (coverage_store_model version 2) cannot be served: configured feature "
+        "'months_open' is not in the signature"
     )
 
 
