@@ -105,6 +105,20 @@ def test_score_into_table_writes_one_prediction_per_feature_row_with_its_lineage
     assert result.details[VERSION_COLUMN] == model.ref.version
 
 
+def test_a_checked_snapshot_is_scored_into_the_same_rows_as_one_checked_again(
+    warehouse: Warehouse, state: LocalState, store: ModelConfig
+) -> None:
+    # A checked snapshot's keys are carried to the write in Arrow, never converted to objects.
+    refresh_features(warehouse, store, PARTITION, "run-1")
+    model = champion(state, store)
+    rows = {}
+    for checked in (False, True):
+        score_into_table(warehouse, store, model, PARTITION, "run-2", snapshot_checked=checked)
+        rows[checked] = by_key(warehouse, predictions_table(store), store).drop(columns="scored_at")
+
+    pd.testing.assert_frame_equal(rows[True], rows[False])
+
+
 def timed(step: Callable[[], StepResult]) -> tuple[StepResult, float]:
     """The step's result and its wall time, measured around the call."""
     start = time.perf_counter()
