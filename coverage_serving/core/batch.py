@@ -258,7 +258,9 @@ def score_into_table(
             target.table,
             partition,
             clock.waiting("waiting_for_scores", scored, between="write"),
-            constants=lineage.columns(),
+            # The partition's market and month too: every chunk is checked to hold only the
+            # partition's rows before it is staged, so staging them row by row adds nothing.
+            constants=lineage.columns() | {"market": partition.market, "month": partition.month},
             keys=model.key_columns,
             verify=_timed(clock, verify),
             history=None
