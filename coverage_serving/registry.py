@@ -1,14 +1,17 @@
 """The model registry: resolve an alias to a concrete version and load that version once."""
 
 import functools
+import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
@@ -20,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from packaging.requirements import InvalidRequirement, Requirement
 
 from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
 from coverage_serving.settings import ARTIFACTS_DIR
@@ -32,6 +36,7 @@ TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
 SQLITE_PREFIX = "sqlite:///"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # A progress bar per download is noise in a batch log, and every process that downloads
 # (the CLI, a code server, a run worker) imports this module; set to true to see them.
@@ -318,7 +323,11 @@ class ModelRegistry:
                 # environment: set it from the config's explicit decision for this load.
                 trust = "true" if self.allow_pickled_models else "false"
                 with _environment({PICKLE_TRUST_VAR: trust}):
-                    return mlflow.pyfunc.load_model(local)
+                    # Its warnings are given below, found for a fraction of their cost.
+                    pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
+                for warning in environment_warnings(Path(local), pyfunc.metadata):
+                    log.warning("%s: %s", where, warning)
+                return pyfunc
             except Exception as err:
                 hint = (
                     ""
@@ -328,6 +337,42 @@ class ModelRegistry:
                 raise ModelLoadError(
                     f"{where}: artifact cannot be loaded: {redact(str(err))}{hint}"
                 ) from None
+
+
+def environment_warnings(model_dir: Path, model_meta: Model) -> list[str]:
+    """What mlflow.pyfunc.load_model warns of, checked directly: the model's pip requirements
+    this environment does not meet, a Python of another minor version than the model's. MLflow
+    first maps every installed distribution to its modules: 0.25 s of a 0.45 s model load."""
+    warnings = []
+    unmet = []
+    file = model_dir / "requirements.txt"
+    for line in file.read_text().splitlines() if file.exists() else []:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:  # a path, a URL or an option: MLflow skips them too
+            continue
+        if requirement.marker and not requirement.marker.evaluate():
+            continue
+        try:
+            installed: str | None = version(requirement.name)
+        except PackageNotFoundError:
+            installed = None
+        if installed is None or not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(
+                f"{requirement.name} (current: {installed or 'uninstalled'}, required: {line})"
+            )
+    if unmet:
+        warnings.append(
+            "this environment does not satisfy the model's requirements: " + "; ".join(unmet)
+        )
+    saved_in = model_meta.flavors.get("python_function", {}).get("python_version")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if saved_in is None or ".".join(str(saved_in).split(".")[:2]) != running:
+        warnings.append(
+            f"saved with Python {saved_in or 'of an unknown version'}, running on Python "
+            f"{running}: it may be incompatible"
+        )
+    return warnings
 
 
 _LOADED: dict[tuple[str, str, int, bool], Any] = {}

@@ -1,6 +1,7 @@
 """The registry adapter against a real sqlite MLflow registry holding both demo models."""
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -10,12 +11,19 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.models import Model
 
 from coverage_serving.config import ServingConfig
 from coverage_serving.demo.emulator import free_port
 from coverage_serving.demo.models import train_demo_model
 from coverage_serving.errors import ModelLoadError, RegistryError, RegistryUnavailableError
-from coverage_serving.registry import ModelRegistry, RequestPolicy, input_types, redact
+from coverage_serving.registry import (
+    ModelRegistry,
+    RequestPolicy,
+    environment_warnings,
+    input_types,
+    redact,
+)
 from coverage_serving.settings import LocalState
 
 pytestmark = pytest.mark.integration
@@ -115,6 +123,44 @@ def test_missing_artifacts_fail_to_load(tmp_path: Path, small_config: ServingCon
     artifact.unlink()
     with pytest.raises(ModelLoadError, match="model 'coverage_grid_model' version 1"):
         registry.load(ref)
+
+
+def test_unmet_requirements_and_another_python_are_warned_of(tmp_path: Path) -> None:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    (tmp_path / "requirements.txt").write_text(
+        "mlflow\nnumpy<1\nno-such-package-here==1.0\n-r other.txt\npandas; python_version<'3'\n"
+    )
+    same_python = Model(flavors={"python_function": {"python_version": f"{running}.99"}})
+
+    [unmet] = environment_warnings(tmp_path, same_python)
+
+    assert unmet.startswith("this environment does not satisfy the model's requirements: numpy")
+    assert "required: numpy<1" in unmet
+    assert (
+        "no-such-package-here (current: uninstalled, required: no-such-package-here==1.0)" in unmet
+    )
+    assert "mlflow" not in unmet.split(": ", 1)[1] and "pandas" not in unmet
+    old_python = Model(flavors={"python_function": {"python_version": "3.8.10"}})
+    (tmp_path / "requirements.txt").unlink()
+    assert environment_warnings(tmp_path, old_python) == [
+        f"saved with Python 3.8.10, running on Python {running}: it may be incompatible"
+    ]
+
+
+def test_a_model_load_gives_the_environment_warnings(
+    tmp_path: Path, small_config: ServingConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    own = _own_registry(tmp_path, small_config)
+    registry = ModelRegistry(own.tracking_uri, allow_pickled_models=False)
+    ref = registry.resolve("coverage_grid_model", "champion")
+    [model_file] = own.mlflow_artifacts.rglob("model.lgb")
+    requirements = model_file.parent / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "\nnumpy<1\n")
+
+    registry.load(ref)
+
+    assert "model 'coverage_grid_model' version 1: this environment does not satisfy" in caplog.text
+    assert "required: numpy<1" in caplog.text
 
 
 def test_credentials_are_redacted() -> None:

@@ -245,8 +245,10 @@ def score_into_table(
                 abs(staged.rows - tally.rows),
             )
 
+    # Keys the input contract does not inspect are only carried to the write: kept in Arrow.
+    carried = model.key_columns if snapshot_checked else []
     chunks = result.timed_reads(
-        warehouse.read_batches(features_table(model), partition, model.chunk_rows)
+        warehouse.read_batches(features_table(model), partition, model.chunk_rows, carried)
     )
     # Three stages in three threads: read and check, score, write (core.pipeline).
     checked = ahead(result.timed_each("features", chunks, check))
@@ -256,7 +258,9 @@ def score_into_table(
             target.table,
             partition,
             clock.waiting("waiting_for_scores", scored, between="write"),
-            constants=lineage.columns(),
+            # The partition's market and month too: every chunk is checked to hold only the
+            # partition's rows before it is staged, so staging them row by row adds nothing.
+            constants=lineage.columns() | {"market": partition.market, "month": partition.month},
             keys=model.key_columns,
             verify=_timed(clock, verify),
             history=None

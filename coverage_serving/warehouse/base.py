@@ -119,10 +119,15 @@ class Warehouse(Protocol):
         ...
 
     def read_batches(
-        self, table: TableSpec, partition: Partition, batch_rows: int
+        self,
+        table: TableSpec,
+        partition: Partition,
+        batch_rows: int,
+        carried: Sequence[str] = (),
     ) -> Iterator[pd.DataFrame]:
         """The partition in frames of at most `batch_rows` rows, streamed: memory stays
-        bounded by the batch, not the partition."""
+        bounded by the batch, not the partition. The `carried` columns stay Arrow-backed
+        (pd.ArrowDtype), for a caller that only writes them back (arrow_to_frame)."""
         ...
 
     def replace_partition(
@@ -271,11 +276,18 @@ def check_rows_fit_partition(table: TableSpec, partition: Partition, rows: pd.Da
         )
 
 
-def arrow_to_frame(arrow: pa.Table | pa.RecordBatch, table: TableSpec) -> pd.DataFrame:
+def arrow_to_frame(
+    arrow: pa.Table | pa.RecordBatch, table: TableSpec, carried: Sequence[str] = ()
+) -> pd.DataFrame:
     """Rows read from any warehouse as one kind of frame: DATE as datetime64[us], TIMESTAMP
-    in UTC, the table's columns in order."""
+    in UTC, the table's columns in order. The `carried` columns stay in Arrow (pd.ArrowDtype)
+    instead of becoming Python objects: a caller that only writes them back (the scored rows'
+    keys) saves converting text twice, most of the read's time (benchmarks/README.md)."""
     # Selected and cast in Arrow: pandas conversions after to_pandas copied every chunk.
     arrow = arrow.select(table.column_names)
+    # Copied: a column of a batch exported by the warehouse keeps the whole batch alive.
+    kept = {name: _copied(arrow.column(name)) for name in carried}
+    arrow = arrow.select([name for name in table.column_names if name not in kept])
     for column in table.columns:
         if column.kind == "date":
             index = arrow.schema.get_field_index(column.name)
@@ -283,7 +295,13 @@ def arrow_to_frame(arrow: pa.Table | pa.RecordBatch, table: TableSpec) -> pd.Dat
                 index, column.name, arrow.column(index).cast(pa.timestamp("us"))
             )
     frame = arrow.to_pandas()
+    for name, values in kept.items():
+        frame.insert(table.column_names.index(name), name, pd.arrays.ArrowExtensionArray(values))
     for column in table.columns:
         if column.kind == "timestamp":
             frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
     return frame
+
+
+def _copied(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return pa.concat_arrays(values.chunks if isinstance(values, pa.ChunkedArray) else [values])

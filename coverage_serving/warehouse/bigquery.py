@@ -101,11 +101,16 @@ class BigQueryWarehouse(StagedSwap[bigquery.Client]):
         return arrow_to_frame(arrow, table)
 
     def read_batches(
-        self, table: TableSpec, partition: Partition, batch_rows: int
+        self,
+        table: TableSpec,
+        partition: Partition,
+        batch_rows: int,
+        carried: Sequence[str] = (),
     ) -> Iterator[pd.DataFrame]:
         for batch in self._arrow_batches(table, partition):
             for start in range(0, batch.num_rows, batch_rows):
-                yield arrow_to_frame(pa.Table.from_batches([batch.slice(start, batch_rows)]), table)
+                rows = pa.Table.from_batches([batch.slice(start, batch_rows)])
+                yield arrow_to_frame(rows, table, carried)
 
     def _arrow_batches(self, table: TableSpec, partition: Partition) -> Iterator[pa.RecordBatch]:
         """The partition's rows as Arrow batches: Storage Read streams when available (a

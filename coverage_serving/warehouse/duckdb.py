@@ -87,13 +87,17 @@ class DuckDBWarehouse(StagedSwap[duckdb.DuckDBPyConnection]):
             return arrow_to_frame(self._select(con, table, partition).to_arrow_table(), table)
 
     def read_batches(
-        self, table: TableSpec, partition: Partition, batch_rows: int
+        self,
+        table: TableSpec,
+        partition: Partition,
+        batch_rows: int,
+        carried: Sequence[str] = (),
     ) -> Iterator[pd.DataFrame]:
         with self._connect() as con:
             # A relation streams; an executed statement's Arrow reader copies the whole result.
             reader = self._select(con, table, partition).to_arrow_reader(batch_rows)
             for batch in reader:
-                yield arrow_to_frame(batch, table)
+                yield arrow_to_frame(batch, table, carried)
 
     @contextmanager
     def _writing(

@@ -5,6 +5,7 @@ lineage of its rows; a step that fails leaves its table as it was."""
 import time
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -13,6 +14,8 @@ import pytest
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core.batch import StepResult, refresh_features, score_into_table
 from coverage_serving.core.contracts import ContractViolation
+from coverage_serving.core.monitoring import ProfileStore, Reference, StoredProfile
+from coverage_serving.core.profile import NumericProfile, Profile
 from coverage_serving.core.served_version import load_served_model
 from coverage_serving.core.tables import (
     features_table,
@@ -100,6 +103,20 @@ def test_score_into_table_writes_one_prediction_per_feature_row_with_its_lineage
     ]
     assert predictions["scored_at"].nunique() == 1  # one scoring time for the partition
     assert result.details[VERSION_COLUMN] == model.ref.version
+
+
+def test_a_checked_snapshot_is_scored_into_the_same_rows_as_one_checked_again(
+    warehouse: Warehouse, state: LocalState, store: ModelConfig
+) -> None:
+    # A checked snapshot's keys are carried to the write in Arrow, never converted to objects.
+    refresh_features(warehouse, store, PARTITION, "run-1")
+    model = champion(state, store)
+    rows = {}
+    for checked in (False, True):
+        score_into_table(warehouse, store, model, PARTITION, "run-2", snapshot_checked=checked)
+        rows[checked] = by_key(warehouse, predictions_table(store), store).drop(columns="scored_at")
+
+    pd.testing.assert_frame_equal(rows[True], rows[False])
 
 
 def timed(step: Callable[[], StepResult]) -> tuple[StepResult, float]:
@@ -196,3 +213,34 @@ def test_a_rescore_by_another_version_keeps_the_replaced_rows_in_history(
     assert (predictions["sales_potential"] == 100.0).all()
     pd.testing.assert_frame_equal(history[replaced.columns], replaced)
     assert set(history["replaced_by_run_id"]) == {"run-3"}
+
+
+class CountedReads:
+    """A warehouse that counts its reads of a table."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse, self.reads = warehouse, 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("list_partitions", "read_partition"):
+            self.reads += 1
+        return getattr(self.warehouse, name)
+
+
+def test_a_profile_store_reads_each_profile_once_until_it_writes(
+    warehouse: Warehouse, store: ModelConfig
+) -> None:
+    counted = CountedReads(warehouse)
+    profiles = ProfileStore(counted, store)  # type: ignore[arg-type]  # a Warehouse by proxy
+    numeric = Profile(10, {"x": NumericProfile((1.0,), (5, 5))})
+    reference = Reference(None, "this partition")
+    profiles.write(StoredProfile(PARTITION, 1, numeric), reference, "run-1", 10)
+
+    first = [profiles.read(PARTITION), *profiles.market(PARTITION.market)]
+    reads = counted.reads
+    again = [profiles.read(PARTITION), *profiles.market(PARTITION.market)]
+
+    assert first == again == [StoredProfile(PARTITION, 1, numeric)] * 2
+    assert counted.reads == reads == 2  # the partitions listed once, the profile read once
+    profiles.write(StoredProfile(PARTITION, 2, numeric), reference, "run-2", 10)
+    assert profiles.read(PARTITION) == StoredProfile(PARTITION, 2, numeric)

@@ -12,6 +12,7 @@ from coverage_serving.core.profile import (
     Profile,
     Profiler,
     decile_edges,
+    profile_numeric,
     profile_of,
 )
 
@@ -84,3 +85,16 @@ def test_profiles_binned_otherwise_are_not_merged() -> None:
     assert CategoricalProfile({"a": 1}).merge(CategoricalProfile({"a": 2, "b": 1})) == (
         CategoricalProfile({"a": 3, "b": 1})
     )
+
+
+def test_the_bin_counts_are_np_histograms_on_the_same_bins() -> None:
+    values = partition_rows()["income"].to_numpy()
+    edges = decile_edges(values)
+    values[:9] = edges  # a value on an edge counts in the bin it opens
+    finite = values[np.isfinite(values)]
+
+    profiled = profile_numeric(values, edges)
+
+    expected, _ = np.histogram(finite, np.array([-np.inf, *edges, np.inf]))
+    assert profiled.counts == tuple(int(c) for c in expected)
+    assert profile_numeric(values, ()).counts == (finite.size,)

@@ -34,6 +34,22 @@ def test_chunks_are_staged_and_swapped_as_one_partition(warehouse: Warehouse) ->
     assert len(whole) == 1_000 and whole["id"].is_unique
 
 
+def test_carried_columns_are_read_arrow_backed_and_written_back_unchanged(
+    warehouse: Warehouse,
+) -> None:
+    written = rows(JANUARY, count=1_000)
+    warehouse.replace_partition(TABLE, JANUARY, written, keys=["id"])
+
+    batches = list(warehouse.read_batches(TABLE, JANUARY, batch_rows=256, carried=["id", "note"]))
+
+    assert all(isinstance(batch["id"].dtype, pd.ArrowDtype) for batch in batches)
+    assert all(list(batch.columns) == TABLE.column_names for batch in batches)
+    warehouse.replace_partition(TABLE, JANUARY, iter(batches), keys=["id"])
+    back = warehouse.read_partition(TABLE, JANUARY).sort_values("id").reset_index(drop=True)
+    expected = written.sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, expected, check_dtype=False)
+
+
 def test_a_key_repeated_across_chunks_is_refused_and_the_old_rows_kept(
     warehouse: Warehouse,
 ) -> None:
