@@ -1,6 +1,7 @@
 """One sample table and its rows, shared by the tests of every warehouse."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 
 import pandas as pd
@@ -24,6 +25,15 @@ TABLE = TableSpec(
         Column("scored_at", "timestamp"),
     ),
     "Scores of the warehouse tests",
+)
+# TABLE as described after an edit of serving.yaml: the table's and two columns' descriptions.
+DESCRIBED_AGAIN = replace(
+    TABLE,
+    description="Scores, described again",
+    columns=tuple(
+        replace(c, description={"note": None, "score": "the new score"}.get(c.name, c.description))
+        for c in TABLE.columns
+    ),
 )
 HISTORY = history_of(TABLE, "scores_history")
 JANUARY = Partition("IN", date(2026, 1, 1))

@@ -5,7 +5,6 @@ runs the rest)."""
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +29,7 @@ from coverage_serving.warehouse.bigquery import (
 from coverage_serving.warehouse.history import archive_for
 from coverage_serving.wiring import open_warehouse, warehouse_target
 from coverage_serving_tests.warehouse.sample import (
+    DESCRIBED_AGAIN,
     HISTORY,
     JANUARY,
     TABLE,
@@ -98,13 +98,8 @@ def test_descriptions_edited_later_reach_the_existing_table(
     warehouse: BigQueryWarehouse, rest_client: bigquery.Client
 ) -> None:
     warehouse.replace_partition(TABLE, JANUARY, rows(JANUARY))
-    columns = tuple(
-        replace(c, description={"note": None, "score": "the new score"}.get(c.name, c.description))
-        for c in TABLE.columns
-    )
-    edited = replace(TABLE, description="Scores, described again", columns=columns)
 
-    warehouse.replace_partition(edited, JANUARY, rows(JANUARY))
+    warehouse.replace_partition(DESCRIBED_AGAIN, JANUARY, rows(JANUARY))
 
     table = rest_client.get_table(warehouse.table_id(TABLE))
     assert table.description == "Scores, described again"
