@@ -356,10 +356,11 @@ def _plainly_valid(
     for column in columns:
         if column.name not in rows:
             return False
+        given = rows[column.name]
         # The column's own dtype: a Series' may be one (category, say) its array does not show.
-        if rows[column.name].dtype != _PLAIN_DTYPES[column.kind]:
+        if given.dtype != _PLAIN_DTYPES[column.kind]:
             return False
-        values = np.asarray(rows[column.name])
+        values = np.asarray(given)
         count = len(values)
         present = ~pd.isna(values)
         if not column.nullable and not present.all():

@@ -74,7 +74,13 @@ def _resolve(
         return registry.pinned(model.registered_model, pin.version, pin.alias)
     ref = registry.resolve(model.registered_model, alias or model.alias)
     if ref.alias == model.alias:
-        _require_gate_passed(registry, model, ref)
+        _require_gate_passed(
+            registry,
+            model,
+            ref,
+            held=f"@{model.alias} points at {ref.name} version {ref.version},",
+            instead="; the tables keep the version they hold. To serve it anyway,",
+        )
     return ref
 
 
@@ -85,23 +91,30 @@ def load_version_named_by_caller(
     servable like any, and under a promotion gate one that passed it, was approved or served
     before; HeldByGateError naming why otherwise. Loaded once per process and version."""
     ref = registry.pinned(model.registered_model, version, None)
-    why = _gate_refusal(registry, model, ref)
-    if why is not None:
-        raise HeldByGateError(
-            f"model {model.name!r}: {ref.name} version {ref.version} may not be named by a "
-            f"caller, it is held by the promotion gate: {why}. Score with the served version, or "
-            f"tag version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
-        )
+    _require_gate_passed(
+        registry,
+        model,
+        ref,
+        held=f"{ref.name} version {ref.version} may not be named by a caller, it is",
+        instead=". Score with the served version, or",
+    )
     return load_served_model(registry, model, Pin(version))
 
 
-def _require_gate_passed(registry: ModelRegistry, model: ModelConfig, ref: ModelVersionRef) -> None:
+def _require_gate_passed(
+    registry: ModelRegistry,
+    model: ModelConfig,
+    ref: ModelVersionRef,
+    held: str,
+    instead: str,
+) -> None:
+    """HeldByGateError unless the gate lets `ref` serve: what is `held` back, why, and what to
+    do `instead`."""
     why = _gate_refusal(registry, model, ref)
     if why is not None:
         raise HeldByGateError(
-            f"model {model.name!r}: @{model.alias} points at {ref.name} version {ref.version}, "
-            f"held by the promotion gate: {why}; the tables keep the version they hold. To serve "
-            f"it anyway, tag version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
+            f"model {model.name!r}: {held} held by the promotion gate: {why}{instead} tag "
+            f"version {ref.version} with {APPROVED_TAG} (who approved it, and why)."
         )
 
 

@@ -11,7 +11,26 @@ RUN_KEY_TAG = "dagster/run_key"  # what Dagster tags a sensor's run with: its re
 ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
-def next_attempt(instance: dg.DagsterInstance, run_key: str) -> tuple[str | None, list[str]]:
+def attempted(
+    instance: dg.DagsterInstance, requests: list[tuple[str, dg.RunRequest]]
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Each (what it does, request) under the run key of its next attempt; and, for those whose
+    runs failed MAX_ATTEMPTS times, a sentence naming what and those runs."""
+    attempts, given_up = [], []
+    for what, request in requests:
+        assert request.run_key is not None
+        run_key, failed = _next_attempt(instance, request.run_key)
+        if run_key is None:
+            given_up.append(
+                f"{what} failed {len(failed)} times (runs {', '.join(failed)}), not tried "
+                "again: see their logs, then re-execute the last one"
+            )
+        else:
+            attempts.append(request.with_replaced_attrs(run_key=run_key))
+    return attempts, given_up
+
+
+def _next_attempt(instance: dg.DagsterInstance, run_key: str) -> tuple[str | None, list[str]]:
     """The run key to request for `run_key`'s work, and the runs that failed it so far; None
     once MAX_ATTEMPTS runs failed."""
     failed: list[str] = []
@@ -22,10 +41,3 @@ def next_attempt(instance: dg.DagsterInstance, run_key: str) -> tuple[str | None
             return numbered, failed
         failed.append(runs[0].run_id)
     return None, failed
-
-
-def given_up(what: str, failed: list[str]) -> str:
-    return (
-        f"{what} failed {len(failed)} times (runs {', '.join(failed)}), not tried again: see "
-        f"their logs, then re-execute the last one"
-    )

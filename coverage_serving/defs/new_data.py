@@ -10,7 +10,7 @@ from coverage_serving.config import ModelConfig
 from coverage_serving.core.served_version import served_version
 from coverage_serving.core.tables import predictions_table, source_table
 from coverage_serving.core.unmatched import by_month, summary, unmatched_source_rows
-from coverage_serving.defs.attempts import given_up, next_attempt
+from coverage_serving.defs.attempts import attempted
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.partitions import model_partitions, month_tags
 from coverage_serving.defs.resources import RegistryResource, WarehouseResource
@@ -67,7 +67,13 @@ def build_new_data_sensor(
             return dg.SkipReason(
                 "; ".join([f"new partitions wait ({_keys(unscored)}): {waiting}", *notes])
             )
-        requests, stopped = _attempts(context.instance, model, _scoring_requests(model, unscored))
+        requests, stopped = attempted(
+            context.instance,
+            [
+                (f"{model.name}: scoring new data ({request.run_key})", request)
+                for request in _scoring_requests(model, unscored)
+            ],
+        )
         for note in [*notes, *stopped]:
             context.log.warning(note)
         if not requests:
@@ -119,22 +125,6 @@ def _scoring_requests(model: ModelConfig, unscored: list[Partition]) -> list[dg.
                 for p in partitions
             ]
     return requests
-
-
-def _attempts(
-    instance: dg.DagsterInstance, model: ModelConfig, requests: list[dg.RunRequest]
-) -> tuple[list[dg.RunRequest], list[str]]:
-    """Each request under the key of its next attempt (a run that failed is tried again, up to
-    MAX_ATTEMPTS); and what is no longer tried."""
-    attempted, stopped = [], []
-    for request in requests:
-        assert request.run_key is not None
-        run_key, failed = next_attempt(instance, request.run_key)
-        if run_key is None:
-            stopped.append(given_up(f"{model.name}: scoring new data ({request.run_key})", failed))
-        else:
-            attempted.append(request.with_replaced_attrs(run_key=run_key))
-    return attempted, stopped
 
 
 def _keys(partitions: list[Partition], shown: int = 5) -> str:

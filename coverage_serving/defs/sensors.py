@@ -14,7 +14,7 @@ from coverage_serving.config import ModelConfig
 from coverage_serving.core.reconcile import Held, rectangles, stale
 from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
 from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
-from coverage_serving.defs.attempts import given_up, next_attempt
+from coverage_serving.defs.attempts import attempted
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.names import (
     model_versions_partitions,
@@ -190,22 +190,19 @@ def _reconcile(
     if not differ:
         return [], f"{who}: {len(held)} partitions on v{desired} = @{target.alias}"
     pin = Pin(desired, target.alias)
-    requests, stopped = [], []
-    for rescoring in rectangles(model.markets, differ):
-        difference = rescoring.key(_label(model, target).replace(" ", ":"), desired, held)
-        run_key, failed = next_attempt(context.instance, difference)
-        if run_key is None:
-            span = f"{rescoring.first.key}..{rescoring.last.key}"
-            stopped.append(given_up(f"{who}: rescoring {span} to v{desired}", failed))
-            continue
-        requests.append(
+    wanted = [
+        (
+            f"{who}: rescoring {rescoring.first.key}..{rescoring.last.key} to v{desired}",
             dg.RunRequest(
-                run_key=run_key,
+                run_key=rescoring.key(_label(model, target).replace(" ", ":"), desired, held),
                 job_name=job_name,
                 asset_selection=[key],
                 tags={**partition_range_tags(rescoring.first, rescoring.last), **pin_tags(pin)},
-            )
+            ),
         )
+        for rescoring in rectangles(model.markets, differ)
+    ]
+    requests, stopped = attempted(context.instance, wanted)
     return requests, "; ".join(
         [
             f"{who}: {len(differ)} of {len(held)} partitions hold {_versions(held, differ)}, "

@@ -107,8 +107,9 @@ class ServedModel:
         )
 
 
-def _decided(loaded: LoadedModel) -> tuple[int, str]:
-    return loaded.ref.version, loaded.scored_with
+def _decided(loaded: LoadedModel) -> tuple[int, object]:
+    # The compiled predictor is loaded once per process: the same object while its form is.
+    return loaded.ref.version, loaded.compiled
 
 
 def score_rows(

@@ -42,11 +42,6 @@ def grid(small_config: ServingConfig) -> ModelConfig:
     return small_config.models["grid"]
 
 
-@pytest.fixture
-def registry(state: LocalState) -> ModelRegistry:
-    return ModelRegistry(state.tracking_uri, allow_pickled_models=True)
-
-
 @pytest.fixture(autouse=True)
 def fresh_process(registry: ModelRegistry, grid: ModelConfig) -> Iterator[None]:
     """Each test loads compiled forms as a new process would, and stores none for the next:

@@ -230,3 +230,19 @@ def test_a_few_rows_negative_prediction_fails_the_output_contract(
 
     assert raised.value.contract == "output"
     assert [v.column for v in raised.value.violations] == ["sales_potential"]
+
+
+def test_a_null_in_an_int_column_of_few_rows_is_a_violation_naming_it(
+    tmp_path: Path, store: ModelConfig
+) -> None:
+    features = stores(PARTITION, 2)
+    model = _served(tmp_path, _sales, features[store.feature_columns])
+    rows = _as_arrays(features)
+    # What online.served.columns_of_json_rows hands over for a null in an int column.
+    rows["poi_count"] = np.array([None, 3], dtype=object)
+
+    with pytest.raises(ContractViolation) as raised:
+        score_few_rows(store, model, PARTITION, rows)
+
+    assert raised.value.contract == "input"
+    assert "poi_count" in {v.column for v in raised.value.violations}

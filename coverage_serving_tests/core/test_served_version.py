@@ -32,11 +32,6 @@ def store(small_config: ServingConfig) -> ModelConfig:
     return small_config.models["store"]
 
 
-@pytest.fixture
-def registry(state: LocalState) -> ModelRegistry:
-    return ModelRegistry(state.tracking_uri, allow_pickled_models=True)
-
-
 def test_the_alias_is_resolved_to_the_version_it_points_at(
     state: LocalState, store: ModelConfig, registry: ModelRegistry
 ) -> None:
