@@ -1,12 +1,13 @@
-"""Compiled tree models: a LightGBM version compiled once to native code (lleaves), stored with
-the version, and scored with only where it predicted exactly like the model itself.
+"""Compiled tree models: a LightGBM version compiled once to native code (lleaves' code
+generation, core.native_forest), stored with the version, and scored with only where it
+predicted exactly like the model itself.
 
 Compiling (`compile_version`, when the version is recorded) compares the compiled form with the
 model's own predict on real feature rows, the latest partition's; it stores the compiled form
 only when every prediction is within the model's `compiled_max_abs_diff` (0: bitwise), and
 records the comparison on the version either way. Scoring (`compiled_predictor`, from the
 served-version decision) uses a stored form only after checking it was built from this very
-booster, by these lleaves/llvmlite versions and flags, for this machine's CPU, and that its
+booster, by these lleaves/llvmlite versions and settings, for this machine's CPU, and that its
 bytes are the ones recorded; anything else is the model's own predict, with the reason.
 
 The compiled form is stored as an artifact of the version's run, under `compiled/<key>/`: every
@@ -29,14 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import lleaves
 import llvmlite.binding as llvm
 import numpy as np
 import pandas as pd
 
 from coverage_serving.config import Compiled, ModelConfig
+from coverage_serving.core.native_forest import (
+    BLOCK_SIZES,
+    CODE_MODEL,
+    NativeForest,
+    Tuned,
+    tuned_object_code,
+)
 from coverage_serving.core.tables import features_table
-from coverage_serving.core.tree_order import ORDER, trees_summed_in_lightgbm_order
+from coverage_serving.core.tree_order import ORDER
 from coverage_serving.partition import Partition
 from coverage_serving.registry import LoadedModel, ModelRegistry, redact, registry_client
 from coverage_serving.warehouse import Warehouse
@@ -49,10 +56,12 @@ MANIFEST_FILE = "manifest.json"
 TAG = "coverage_serving.compiled"  # on the version: the outcome; figures under TAG + ".<name>"
 SAMPLE_ROWS = 100_000  # real feature rows compared, from the latest partition
 OWN_PREDICT = "the model's own predict"
-# lleaves' defaults, spelled out because they are part of the key.
+# How the object is built, part of the key (lleaves' defaults spelled out, with what
+# core.native_forest changes): an object built otherwise is another form.
 FLAGS: dict[str, Any] = {
-    "fblocksize": 34,
-    "fcodemodel": "large",
+    "fblocksize_tried": list(BLOCK_SIZES),
+    "fcodemodel": CODE_MODEL,
+    "loaded_in_one_block": True,
     "finline": True,
     "use_fp64": True,
     "raw_score": False,
@@ -107,6 +116,7 @@ class CompileReport:
     comparison: Comparison | None = None
     compile_seconds: float | None = None
     key: str | None = None
+    tuned: Tuned | None = None
 
     @property
     def compiled(self) -> bool:
@@ -118,6 +128,9 @@ class CompileReport:
             figures["key"] = self.key
         if self.compile_seconds is not None:
             figures["compile_seconds"] = round(self.compile_seconds, 3)
+        if self.tuned is not None:
+            figures["fblocksize"] = self.tuned.block_size
+            figures["predict_us_per_row_by_fblocksize"] = self.tuned.micros_per_row
         if self.comparison is not None:
             figures |= asdict(self.comparison)
         return figures
@@ -126,13 +139,12 @@ class CompileReport:
 class CompiledPredictor:
     """A compiled forest that takes feature frames in the columns order the model was given."""
 
-    def __init__(self, forest: lleaves.Model, columns: list[str], key: CompileKey) -> None:
+    def __init__(self, forest: NativeForest, columns: list[str], key: CompileKey) -> None:
         self._forest = forest
         self._columns = columns
         self.key = key
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        # lleaves spreads the rows over every core and releases the GIL while predicting.
         # Selecting the columns copies them; the scoring path hands them in order already.
         ordered = features.columns.equals(pd.Index(self._columns))
         return self._forest.predict(features if ordered else features[self._columns])
@@ -239,12 +251,13 @@ def _compiled_and_stored(
         folder = Path(scratch)
         started = time.perf_counter()
         try:
-            with trees_summed_in_lightgbm_order():
-                predictor = _compiled(folder, booster, key, _columns(loaded))
+            tuned = tuned_object_code(booster, sample[_columns(loaded)])
+            (folder / OBJECT_FILE).write_bytes(tuned.code)
+            predictor = CompiledPredictor(NativeForest(tuned.code, booster), _columns(loaded), key)
             seconds = time.perf_counter() - started
             comparison = _compare(predictor, loaded, partition, sample, model)
             if comparison.passed:
-                _store(registry, loaded, folder, key, comparison)
+                _store(registry, loaded, folder, key, comparison, tuned.block_size)
         except Exception as err:  # lleaves, LLVM or the artifact store: own predict serves
             return CompileReport(
                 f"failed: {type(err).__name__}: {redact(str(err))}",
@@ -258,20 +271,9 @@ def _compiled_and_stored(
             comparison,
             seconds,
             key.digest,
+            tuned,
         )
-    return CompileReport("compiled", comparison, seconds, key.digest)
-
-
-def _compiled(
-    folder: Path, booster: lgb.Booster, key: CompileKey, columns: list[str]
-) -> CompiledPredictor:
-    """Compile the booster in `folder`, leaving its object file there."""
-    model_file = folder / "booster.txt"
-    model_file.write_text(booster.model_to_string())
-    forest = lleaves.Model(model_file=str(model_file))
-    forest.compile(cache=str(folder / OBJECT_FILE), **FLAGS)
-    model_file.unlink()  # the version holds the booster; the folder keeps what is stored
-    return CompiledPredictor(forest, columns, key)
+    return CompileReport("compiled", comparison, seconds, key.digest, tuned)
 
 
 def _compare(
@@ -303,6 +305,7 @@ def _store(
     folder: Path,
     key: CompileKey,
     comparison: Comparison,
+    block_size: int,
 ) -> None:
     """The object file in `folder` with its manifest, as `compiled/<key>/` of the version's
     run: what a scoring process checks before it loads the object."""
@@ -310,6 +313,7 @@ def _store(
         "key": asdict(key),
         "object_sha256": _sha256((folder / OBJECT_FILE).read_bytes()),
         "comparison": asdict(comparison),
+        "fblocksize": block_size,
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     registry_client(registry.tracking_uri).log_artifacts(
@@ -374,23 +378,17 @@ def _downloaded_and_validated(
     with tempfile.TemporaryDirectory(prefix="coverage-serving-compiled-") as scratch:
         local = Path(client.download_artifacts(run_id, folder, scratch))
         manifest = json.loads((local / MANIFEST_FILE).read_text())
-        _validate(manifest, local / OBJECT_FILE, key, model)
-        model_file = local / "booster.txt"
-        model_file.write_text(booster.model_to_string())
-        forest = lleaves.Model(model_file=str(model_file))
-        # An existing cache file is loaded as it is (lleaves checks nothing): validated above.
-        forest.compile(cache=str(local / OBJECT_FILE), **FLAGS)
-    return CompiledPredictor(forest, _columns(loaded), key)
+        code = (local / OBJECT_FILE).read_bytes()
+    _validate(manifest, code, key, model)
+    return CompiledPredictor(NativeForest(code, booster), _columns(loaded), key)
 
 
-def _validate(
-    manifest: dict[str, Any], object_file: Path, key: CompileKey, model: ModelConfig
-) -> None:
+def _validate(manifest: dict[str, Any], code: bytes, key: CompileKey, model: ModelConfig) -> None:
     if manifest.get("key") != asdict(key):
         stored = manifest.get("key") or {}
         differing = sorted(name for name, value in asdict(key).items() if stored.get(name) != value)
         raise InvalidCompiledForm(f"built under another key (differs in {', '.join(differing)})")
-    if manifest.get("object_sha256") != _sha256(object_file.read_bytes()):
+    if manifest.get("object_sha256") != _sha256(code):
         raise InvalidCompiledForm("its object file is not the one compiled (checksum differs)")
     compared = manifest.get("comparison", {})
     if not compared.get("max_abs_diff", float("inf")) <= model.compiled_max_abs_diff:

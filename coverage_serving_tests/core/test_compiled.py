@@ -9,14 +9,13 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-import lleaves
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
 from coverage_serving.config import ModelConfig, ServingConfig
-from coverage_serving.core import compiled
+from coverage_serving.core import compiled, native_forest
 from coverage_serving.core.compiled import (
     ARTIFACTS,
     MANIFEST_FILE,
@@ -92,6 +91,7 @@ def test_the_grid_model_compiles_bitwise_equal_and_scoring_uses_it(
     assert tags[TAG] == "compiled"
     assert tags[f"{TAG}.rows_bitwise_equal"] == "2000"
     assert float(tags[f"{TAG}.compile_seconds"]) > 0
+    assert int(tags[f"{TAG}.fblocksize"]) in native_forest.BLOCK_SIZES
 
 
 def test_a_compile_failure_is_reported_and_scoring_falls_back(
@@ -100,7 +100,7 @@ def test_a_compile_failure_is_reported_and_scoring_falls_back(
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("LLVM ran out of registers")
 
-    monkeypatch.setattr(lleaves.Model, "compile", fail)
+    monkeypatch.setattr(native_forest, "compile_to_module", fail)
 
     report = compile_champion(registry, grid)
     monkeypatch.undo()
