@@ -33,6 +33,7 @@ import lightgbm as lgb
 import llvmlite.binding as llvm
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from coverage_serving.config import Compiled, ModelConfig
 from coverage_serving.core.native_forest import (
@@ -136,30 +137,52 @@ class CompileReport:
         return figures
 
 
-class CompiledPredictor:
-    """A compiled forest that takes feature frames in the columns order the model was given."""
+@dataclass(frozen=True)
+class LightGBM:
+    """What a LightGBM version predicts with: its booster, and the steps of a scikit-learn
+    pipeline that prepare the booster's rows when the version is such a pipeline."""
 
-    def __init__(self, forest: NativeForest, columns: list[str], key: CompileKey) -> None:
-        self._forest = forest
+    booster: lgb.Booster
+    preparing: Pipeline | None = None
+
+    def prepared(self, features: pd.DataFrame) -> Any:
+        return features if self.preparing is None else self.preparing.transform(features)
+
+
+class CompiledPredictor:
+    """A compiled forest that takes feature frames in the columns order the model was given
+    (prepared by the pipeline's own steps, if the version is a pipeline)."""
+
+    def __init__(
+        self, code: bytes, lightgbm: LightGBM, columns: list[str], key: CompileKey
+    ) -> None:
+        self._forest = NativeForest(code, lightgbm.booster)
+        self._lightgbm = lightgbm
         self._columns = columns
         self.key = key
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         # Selecting the columns copies them; the scoring path hands them in order already.
         ordered = features.columns.equals(pd.Index(self._columns))
-        return self._forest.predict(features if ordered else features[self._columns])
+        rows = features if ordered else features[self._columns]
+        return self._forest.predict(self._lightgbm.prepared(rows))
 
 
-def booster_of(loaded: LoadedModel) -> lgb.Booster | None:
-    """The LightGBM booster a version predicts with (native booster or LightGBM's scikit-learn
-    estimator), None for any other model."""
+def lightgbm_of(loaded: LoadedModel) -> LightGBM | None:
+    """The LightGBM booster a version predicts with (a native booster, LightGBM's scikit-learn
+    estimator, or a scikit-learn pipeline ending in that estimator), None for any other model."""
     try:
         raw = loaded.pyfunc.get_raw_model()
     except Exception:  # flavors without a raw model are not LightGBM
         return None
+    preparing = None
+    if isinstance(raw, Pipeline) and len(raw.steps) > 1:
+        preparing, raw = raw[:-1], raw.steps[-1][1]
     if isinstance(raw, lgb.LGBMModel):
-        return raw.booster_
-    return raw if isinstance(raw, lgb.Booster) else None
+        return LightGBM(raw.booster_, preparing)
+    if isinstance(raw, lgb.Booster) and preparing is None:
+        return LightGBM(raw)
+    return None
 
 
 def latest_feature_rows(
@@ -191,14 +214,14 @@ def compile_version(
     """Compile the version, compare it with its own predict on `sample` (rows of `partition`),
     store it with the version if every prediction is close enough, and record the outcome on
     the version. Never raises for the compilation itself: a failure is an outcome."""
-    booster = booster_of(loaded)
-    reason = _why_not_compiled(registry, model, loaded, booster)
+    found = lightgbm_of(loaded)
+    reason = _why_not_compiled(registry, model, loaded, found)
     if reason is None and sample.empty:
         reason = "not compiled: no feature partition to compare it on yet"
-    if reason is not None or booster is None:
+    if reason is not None or found is None:
         report = CompileReport(reason or "not compiled")
     else:
-        report = _compiled_and_stored(registry, model, loaded, booster, str(partition), sample)
+        report = _compiled_and_stored(registry, model, loaded, found, str(partition), sample)
     _record(registry, loaded, report)
     return report
 
@@ -208,11 +231,11 @@ def compiled_predictor(
 ) -> tuple[CompiledPredictor | None, str]:
     """The version's stored compiled form, validated for this machine and loaded once per
     process, or None; and what the version is scored with, in words."""
-    booster = booster_of(loaded)
-    reason = _why_not_compiled(registry, model, loaded, booster)
-    if reason is not None or booster is None:
+    found = lightgbm_of(loaded)
+    reason = _why_not_compiled(registry, model, loaded, found)
+    if reason is not None or found is None:
         return None, f"{OWN_PREDICT} ({reason})"
-    key = CompileKey.of(booster)
+    key = CompileKey.of(found.booster)
     try:
         predictor = _load_stored(registry.tracking_uri, loaded, key, model)
     except Exception as err:  # a form that cannot be used is no reason not to serve
@@ -225,14 +248,14 @@ def compiled_predictor(
 
 
 def _why_not_compiled(
-    registry: ModelRegistry, model: ModelConfig, loaded: LoadedModel, booster: lgb.Booster | None
+    registry: ModelRegistry, model: ModelConfig, loaded: LoadedModel, found: LightGBM | None
 ) -> str | None:
     if model.compiled == Compiled.OFF:
         return "not compiled: compiled: off"
     if not registry.allow_pickled_models:
         return "not compiled: native code loads only with registry.allow_pickled_models: true"
-    if booster is None:
-        return "not compiled: not a LightGBM model"
+    if found is None:
+        return "not compiled: not a LightGBM model or a pipeline ending in one"
     if loaded.ref.run_id is None:
         return "not compiled: the version has no run to store the compiled form with"
     return None
@@ -242,18 +265,19 @@ def _compiled_and_stored(
     registry: ModelRegistry,
     model: ModelConfig,
     loaded: LoadedModel,
-    booster: lgb.Booster,
+    found: LightGBM,
     partition: str,
     sample: pd.DataFrame,
 ) -> CompileReport:
-    key = CompileKey.of(booster)
+    key = CompileKey.of(found.booster)
+    columns = _columns(loaded)
     with tempfile.TemporaryDirectory(prefix="coverage-serving-compile-") as scratch:
         folder = Path(scratch)
         started = time.perf_counter()
         try:
-            tuned = tuned_object_code(booster, sample[_columns(loaded)])
+            tuned = tuned_object_code(found.booster, found.prepared(sample[columns]))
             (folder / OBJECT_FILE).write_bytes(tuned.code)
-            predictor = CompiledPredictor(NativeForest(tuned.code, booster), _columns(loaded), key)
+            predictor = CompiledPredictor(tuned.code, found, columns, key)
             seconds = time.perf_counter() - started
             comparison = _compare(predictor, loaded, partition, sample, model)
             if comparison.passed:
@@ -373,14 +397,14 @@ def _downloaded_and_validated(
     stored = {item.path for item in client.list_artifacts(run_id, folder)}
     if f"{folder}/{MANIFEST_FILE}" not in stored:
         return None
-    booster = booster_of(loaded)
-    assert booster is not None
+    found = lightgbm_of(loaded)
+    assert found is not None
     with tempfile.TemporaryDirectory(prefix="coverage-serving-compiled-") as scratch:
         local = Path(client.download_artifacts(run_id, folder, scratch))
         manifest = json.loads((local / MANIFEST_FILE).read_text())
         code = (local / OBJECT_FILE).read_bytes()
     _validate(manifest, code, key, model)
-    return CompiledPredictor(NativeForest(code, booster), _columns(loaded), key)
+    return CompiledPredictor(code, found, _columns(loaded), key)
 
 
 def _validate(manifest: dict[str, Any], code: bytes, key: CompileKey, model: ModelConfig) -> None:

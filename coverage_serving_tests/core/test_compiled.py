@@ -9,10 +9,14 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from coverage_serving.config import ModelConfig, ServingConfig
 from coverage_serving.core import compiled, native_forest
@@ -28,7 +32,7 @@ from coverage_serving.core.contracts import enforce_input_contract
 from coverage_serving.core.served_version import load_served_model
 from coverage_serving.demo.data import GENERATORS
 from coverage_serving.partition import Partition
-from coverage_serving.registry import ModelRegistry, registry_client
+from coverage_serving.registry import ModelRegistry, registry_client, using_tracking_uri
 from coverage_serving.settings import LocalState
 
 pytestmark = pytest.mark.integration
@@ -92,6 +96,41 @@ def test_the_grid_model_compiles_bitwise_equal_and_scoring_uses_it(
     assert tags[f"{TAG}.rows_bitwise_equal"] == "2000"
     assert float(tags[f"{TAG}.compile_seconds"]) > 0
     assert int(tags[f"{TAG}.fblocksize"]) in native_forest.BLOCK_SIZES
+
+
+def test_a_pipeline_ending_in_lightgbm_compiles_its_booster_and_keeps_its_steps(
+    registry: ModelRegistry, grid: ModelConfig
+) -> None:
+    rows = feature_rows(grid, 3_000)
+    pipeline = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("lightgbm", lgb.LGBMRegressor(n_estimators=60, num_leaves=15, verbose=-1)),
+        ]
+    )
+    pipeline.fit(rows, np.log1p(rows["population"]) + rows["road_density"])
+    with using_tracking_uri(registry.tracking_uri), mlflow.start_run():
+        mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            signature=infer_signature(rows, pipeline.predict(rows)),
+            registered_model_name="coverage_pipeline_model",
+        )
+    client = registry_client(registry.tracking_uri)
+    client.set_registered_model_alias("coverage_pipeline_model", grid.alias, "1")
+    model = grid.model_copy(update={"registered_model": "coverage_pipeline_model"})
+
+    report = compile_champion(registry, model)
+    compiled._LOADED.clear()
+    loaded = load_served_model(registry, model)
+
+    assert report.compiled, report.outcome
+    assert report.comparison is not None and report.comparison.rows_bitwise_equal == 2_000
+    assert isinstance(loaded.compiled, CompiledPredictor)
+    fresh = feature_rows(model, 5_000)
+    own = np.asarray(loaded.pyfunc.predict(fresh), dtype="float64")
+    assert np.array_equal(loaded.predict(fresh), own)
 
 
 def test_a_compile_failure_is_reported_and_scoring_falls_back(
@@ -184,6 +223,22 @@ def test_a_form_built_for_another_machine_is_rejected(
 
     assert loaded.compiled is None
     assert "built under another key (differs in target)" in loaded.scored_with
+
+
+def test_a_form_the_jit_linker_refuses_is_rejected(
+    registry: ModelRegistry, grid: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert compile_champion(registry, grid).compiled
+
+    # A mock: JITLink refuses a forest too large for 32-bit offsets, which no test forest is.
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("relocation target out of range")
+
+    monkeypatch.setattr(native_forest.llvm.JITLibraryBuilder, "link", refuse)
+    loaded = load_served_model(registry, grid)
+
+    assert loaded.compiled is None
+    assert "compiled form rejected: relocation target out of range" in loaded.scored_with
 
 
 @pytest.mark.parametrize(

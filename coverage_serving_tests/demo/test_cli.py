@@ -88,7 +88,7 @@ def test_demo_scores_every_partition_and_is_safe_to_rerun(
     assert "  store_predictions  ID|2026-02-01  4/4        300 rows" in printed
     assert_listed_under_their_jobs(demo_env, small_config)
     # Each served version recorded after scoring: the LightGBM grid model compiled, exactly.
-    assert "store v1: not compiled: not a LightGBM model (" in printed
+    assert "store v1: not compiled: not a LightGBM model or a pipeline ending in one (" in printed
     assert re.search(r"grid v1: compiled in [\d.]+ s, ([\d,]+) of \1 rows bitwise equal", printed)
 
     assert cli.main(["demo"]) == 0
