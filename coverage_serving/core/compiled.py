@@ -24,7 +24,7 @@ import logging
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ ARTIFACTS = "compiled"  # folder of the version's run holding one compiled form 
 OBJECT_FILE = "forest.o"
 MANIFEST_FILE = "manifest.json"
 TAG = "coverage_serving.compiled"  # on the version: the outcome; figures under TAG + ".<name>"
+SETTINGS_TAG = f"{TAG}.settings"  # the compile_settings the outcome was reached under
 SAMPLE_ROWS = 100_000  # real feature rows compared, from the latest partition
 OWN_PREDICT = "the model's own predict"
 # How the object is built, part of the key (lleaves' defaults spelled out, with what
@@ -118,6 +119,7 @@ class CompileReport:
     compile_seconds: float | None = None
     key: str | None = None
     tuned: Tuned | None = None
+    settings: str | None = None
 
     @property
     def compiled(self) -> bool:
@@ -127,6 +129,8 @@ class CompileReport:
         figures: dict[str, Any] = {"outcome": self.outcome}
         if self.key is not None:
             figures["key"] = self.key
+        if self.settings is not None:
+            figures["settings"] = self.settings
         if self.compile_seconds is not None:
             figures["compile_seconds"] = round(self.compile_seconds, 3)
         if self.tuned is not None:
@@ -222,8 +226,26 @@ def compile_version(
         report = CompileReport(reason or "not compiled")
     else:
         report = _compiled_and_stored(registry, model, loaded, found, str(partition), sample)
+    report = replace(report, settings=compile_settings(registry, model))
     _record(registry, loaded, report)
     return report
+
+
+def compile_settings(registry: ModelRegistry, model: ModelConfig) -> str:
+    """A digest of what compiling any version of `model` depends on in this deployment, besides
+    its booster and the CPU: lleaves, llvmlite, how the object is built, and the config that
+    decides whether to compile. A served version whose outcome was reached under other settings
+    (an upgrade, `compiled: auto` switched on) is compiled again: the registry sensor asks. The
+    CPU is left out: the daemon that asks may run on another machine than the runs."""
+    settings = {
+        "lleaves": version("lleaves"),
+        "llvmlite": version("llvmlite"),
+        "flags": FLAGS,
+        "order": ORDER,
+        "compiled": str(model.compiled),
+        "allow_pickled_models": registry.allow_pickled_models,
+    }
+    return _sha256(json.dumps(settings, sort_keys=True).encode())[:12]
 
 
 def compiled_predictor(

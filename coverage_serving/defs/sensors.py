@@ -3,7 +3,9 @@ asset, and the prediction table is reconciled with the served alias. Desired: th
 version the alias points at. Actual: the version each partition holds (its latest
 materialisation, or the table's lineage where this Dagster instance has no record). Exactly the
 partitions that differ are rescored, pinned to the desired version, whatever happened before
-(a fresh instance, a lost cursor, a daemon that was down, a rollback)."""
+(a fresh instance, a lost cursor, a daemon that was down, a rollback). A served version whose
+compile outcome was reached under other compile settings (core.compiled.compile_settings) has
+its version partition recorded again, which compiles it."""
 
 import json
 from dataclasses import dataclass, field
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from coverage_serving.config import ModelConfig
+from coverage_serving.core.compiled import SETTINGS_TAG, compile_settings
 from coverage_serving.core.reconcile import Held, rectangles, stale
 from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
 from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
@@ -33,7 +36,7 @@ from coverage_serving.errors import (
 )
 from coverage_serving.lineage import RUN_ID_COLUMN
 from coverage_serving.partition import Partition
-from coverage_serving.registry import ModelRegistry
+from coverage_serving.registry import ModelRegistry, ModelVersionRef
 from coverage_serving.warehouse import Warehouse
 
 NOT_SCORED = Held(frozenset(), "not scored")
@@ -126,15 +129,22 @@ def build_registry_sensor(
         ]
         reasons = []
         for target in prediction_targets(model):
-            version, why_not = desired[target.name]
-            if version is None:
+            ref, why_not = desired[target.name]
+            if ref is None:
                 reasons.append(why_not)
                 continue
             requests, reason = _reconcile(
-                context, warehouse.open(), model, target, version, jobs[target.name].name
+                context, warehouse.open(), model, target, ref.version, jobs[target.name].name
             )
             run_requests += requests
             reasons.append(reason)
+        served = [ref for ref, _ in desired.values() if ref is not None]
+        recompiles = _recompiles(context.instance, models, model, served, versions_job)
+        run_requests += recompiles
+        reasons += [
+            f"{model.name}: v{r.partition_key} was compiled under other settings: compiling again"
+            for r in recompiles
+        ]
         reason = "; ".join(reasons)
         context.log.info(reason)
         return dg.SensorResult(
@@ -153,11 +163,11 @@ def build_registry_sensor(
 
 def _desired_version(
     models: ModelRegistry, model: ModelConfig, target: PredictionTarget
-) -> tuple[int | None, str]:
+) -> tuple[ModelVersionRef | None, str]:
     """The version the target's alias points at when it may serve, else None and why not."""
     who = _label(model, target)
     try:
-        return served_version(models, model, alias=target.alias).version, ""
+        return served_version(models, model, alias=target.alias), ""
     except RegistryUnavailableError:
         raise
     except RegistryError:
@@ -210,6 +220,38 @@ def _reconcile(
             *stopped,
         ]
     )
+
+
+def _recompiles(
+    instance: dg.DagsterInstance,
+    models: ModelRegistry,
+    model: ModelConfig,
+    served: list[ModelVersionRef],
+    versions_job: AssetJob,
+) -> list[dg.RunRequest]:
+    """The served versions (and the challenger) recorded in this instance whose compile outcome
+    was reached under other settings than this deployment's: their version partition is
+    recorded again, which compiles them, once per settings (the run key). A version not
+    recorded yet is compiled by its first record."""
+    settings = compile_settings(models, model)
+    asset = version_asset_key(model)
+    recorded = instance.get_latest_storage_id_by_partition(
+        asset, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    due = {
+        ref.version
+        for ref in served
+        if str(ref.version) in recorded and ref.tags.get(SETTINGS_TAG) != settings
+    }
+    return [
+        dg.RunRequest(
+            run_key=f"{model.name}_model:v{version}:compiled-{settings}",
+            job_name=versions_job.name,
+            asset_selection=[asset],
+            partition_key=str(version),
+        )
+        for version in sorted(due)
+    ]
 
 
 def _label(model: ModelConfig, target: PredictionTarget) -> str:

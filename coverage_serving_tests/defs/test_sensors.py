@@ -7,9 +7,11 @@ import dagster as dg
 import mlflow
 import pytest
 
+from coverage_serving.core.compiled import SETTINGS_TAG, compile_settings
 from coverage_serving.defs.attempts import MAX_ATTEMPTS, RUN_KEY_TAG
 from coverage_serving.defs.tags import PINNED_ALIAS_TAG, PINNED_VERSION_TAG
 from coverage_serving.demo.emulator import free_port
+from coverage_serving.registry import ModelRegistry, registry_client
 from coverage_serving_tests.defs.sensor_harness import (
     ALL,
     StoreSensor,
@@ -130,6 +132,26 @@ def test_an_unservable_alias_target_is_recorded_and_never_scored(sensor: StoreSe
 
     assert requested(result) == [("record_store_versions", "2", "store_model:v2")]
     assert cursor_of(result) == {"versions": [1, 2]}
+
+
+def test_a_served_version_compiled_under_other_settings_is_compiled_again_once(
+    sensor: StoreSensor,
+) -> None:
+    sensor.instance.add_dynamic_partitions("store_model_versions", ["1"])
+    sensor.score("record_store_versions", partition_key="1")  # under this deployment's settings
+    assert requested(sensor.tick(cursor=json.dumps({"versions": [1]}))) == []
+    # An earlier release, or `compiled: off`, reached v1's outcome under other settings.
+    client = registry_client(sensor.state.tracking_uri)
+    client.set_model_version_tag(sensor.store.registered_model, "1", SETTINGS_TAG, "earlier")
+
+    result = sensor.tick(cursor=json.dumps({"versions": [1]}))
+
+    settings = compile_settings(ModelRegistry(sensor.state.tracking_uri, True), sensor.store)
+    assert requested(result) == [
+        ("record_store_versions", "1", f"store_model:v1:compiled-{settings}")
+    ]
+    sensor.score("record_store_versions", partition_key="1")
+    assert requested(sensor.tick(cursor=json.dumps({"versions": [1]}))) == []
 
 
 def test_no_rescoring_is_requested_while_a_run_writes_the_table(sensor: StoreSensor) -> None:
