@@ -39,8 +39,10 @@ from coverage_serving.config import Compiled, ModelConfig
 from coverage_serving.core.native_forest import (
     BLOCK_SIZES,
     CODE_MODEL,
+    CODEGEN,
     NativeForest,
-    Tuned,
+    Tuning,
+    host_cpu_features,
     tuned_object_code,
 )
 from coverage_serving.core.tables import features_table
@@ -58,15 +60,13 @@ TAG = "coverage_serving.compiled"  # on the version: the outcome; figures under 
 SETTINGS_TAG = f"{TAG}.settings"  # the compile_settings the outcome was reached under
 SAMPLE_ROWS = 100_000  # real feature rows compared, from the latest partition
 OWN_PREDICT = "the model's own predict"
-# How the object is built, part of the key (lleaves' defaults spelled out, with what
-# core.native_forest changes): an object built otherwise is another form.
+# How the object is built (core.native_forest), part of the key: an object built otherwise is
+# another form.
 FLAGS: dict[str, Any] = {
+    **CODEGEN,
     "fblocksize_tried": list(BLOCK_SIZES),
     "fcodemodel": CODE_MODEL,
-    "loaded_in_one_block": True,
-    "finline": True,
-    "use_fp64": True,
-    "raw_score": False,
+    "loader": "llvmlite LLJIT, JITLink",
 }
 
 
@@ -118,7 +118,7 @@ class CompileReport:
     comparison: Comparison | None = None
     compile_seconds: float | None = None
     key: str | None = None
-    tuned: Tuned | None = None
+    tuning: Tuning | None = None
     settings: str | None = None
 
     @property
@@ -133,9 +133,9 @@ class CompileReport:
             figures["settings"] = self.settings
         if self.compile_seconds is not None:
             figures["compile_seconds"] = round(self.compile_seconds, 3)
-        if self.tuned is not None:
-            figures["fblocksize"] = self.tuned.block_size
-            figures["predict_us_per_row_by_fblocksize"] = self.tuned.micros_per_row
+        if self.tuning is not None:
+            figures["fblocksize"] = self.tuning.block_size
+            figures["predict_us_per_row_by_fblocksize"] = self.tuning.micros_per_row
         if self.comparison is not None:
             figures |= asdict(self.comparison)
         return figures
@@ -148,6 +148,7 @@ class LightGBM:
 
     booster: lgb.Booster
     preparing: Pipeline | None = None
+    predicts_labels: bool = False  # a classifier: pyfunc gives its labels, not the forest's scores
 
     def prepared(self, features: pd.DataFrame) -> Any:
         return features if self.preparing is None else self.preparing.transform(features)
@@ -180,10 +181,10 @@ def lightgbm_of(loaded: LoadedModel) -> LightGBM | None:
     except Exception:  # flavors without a raw model are not LightGBM
         return None
     preparing = None
-    if isinstance(raw, Pipeline) and len(raw.steps) > 1:
-        preparing, raw = raw[:-1], raw.steps[-1][1]
+    if isinstance(raw, Pipeline):
+        preparing, raw = (raw[:-1] if len(raw.steps) > 1 else None), raw.steps[-1][1]
     if isinstance(raw, lgb.LGBMModel):
-        return LightGBM(raw.booster_, preparing)
+        return LightGBM(raw.booster_, preparing, isinstance(raw, lgb.LGBMClassifier))
     if isinstance(raw, lgb.Booster) and preparing is None:
         return LightGBM(raw)
     return None
@@ -243,6 +244,7 @@ def compile_settings(registry: ModelRegistry, model: ModelConfig) -> str:
         "flags": FLAGS,
         "order": ORDER,
         "compiled": str(model.compiled),
+        "compiled_max_abs_diff": model.compiled_max_abs_diff,
         "allow_pickled_models": registry.allow_pickled_models,
     }
     return _sha256(json.dumps(settings, sort_keys=True).encode())[:12]
@@ -278,6 +280,8 @@ def _why_not_compiled(
         return "not compiled: native code loads only with registry.allow_pickled_models: true"
     if found is None:
         return "not compiled: not a LightGBM model or a pipeline ending in one"
+    if found.predicts_labels:
+        return "not compiled: a LightGBM classifier's pyfunc predicts labels, its forest scores"
     if loaded.ref.run_id is None:
         return "not compiled: the version has no run to store the compiled form with"
     return None
@@ -292,18 +296,18 @@ def _compiled_and_stored(
     sample: pd.DataFrame,
 ) -> CompileReport:
     key = CompileKey.of(found.booster)
-    columns = _columns(loaded)
     with tempfile.TemporaryDirectory(prefix="coverage-serving-compile-") as scratch:
         folder = Path(scratch)
         started = time.perf_counter()
         try:
+            columns = _columns(loaded)
             tuned = tuned_object_code(found.booster, found.prepared(sample[columns]))
             (folder / OBJECT_FILE).write_bytes(tuned.code)
             predictor = CompiledPredictor(tuned.code, found, columns, key)
             seconds = time.perf_counter() - started
             comparison = _compare(predictor, loaded, partition, sample, model)
             if comparison.passed:
-                _store(registry, loaded, folder, key, comparison, tuned.block_size)
+                _store(registry, loaded, folder, key, comparison, tuned.tuning.block_size)
         except Exception as err:  # lleaves, LLVM or the artifact store: own predict serves
             return CompileReport(
                 f"failed: {type(err).__name__}: {redact(str(err))}",
@@ -317,9 +321,9 @@ def _compiled_and_stored(
             comparison,
             seconds,
             key.digest,
-            tuned,
+            tuned.tuning,
         )
-    return CompileReport("compiled", comparison, seconds, key.digest, tuned)
+    return CompileReport("compiled", comparison, seconds, key.digest, tuned.tuning)
 
 
 def _compare(
@@ -368,14 +372,21 @@ def _store(
 
 
 def _record(registry: ModelRegistry, loaded: LoadedModel, report: CompileReport) -> None:
-    """The outcome and its figures as tags of the version, for MLflow's UI; a registry that
-    refuses them loses the record, not the version's servability."""
+    """The outcome and its figures as tags of the version, for MLflow's UI, in place of an
+    earlier outcome's (whose figures this one may not have); a registry that refuses them loses
+    the record, not the version's servability."""
     client = registry_client(registry.tracking_uri)
     ref = loaded.ref
+    tags = {
+        TAG if name == "outcome" else f"{TAG}.{name}": str(value)
+        for name, value in report.figures().items()
+    }
+    earlier = [tag for tag in ref.tags if tag.startswith(f"{TAG}.") and tag not in tags]
     try:
-        for name, value in report.figures().items():
-            tag = TAG if name == "outcome" else f"{TAG}.{name}"
-            client.set_model_version_tag(ref.name, str(ref.version), tag, str(value))
+        for tag in earlier:
+            client.delete_model_version_tag(ref.name, str(ref.version), tag)
+        for tag, value in tags.items():
+            client.set_model_version_tag(ref.name, str(ref.version), tag, value)
     except Exception as err:
         log.warning(
             "model %s version %s: compile outcome %r not tagged in MLflow: %s",
@@ -452,13 +463,7 @@ def _columns(loaded: LoadedModel) -> list[str]:
 
 @functools.cache
 def _host_target() -> str:
-    llvm.initialize()
-    llvm.initialize_native_target()
-    try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:  # LLVM raises where it cannot detect them; lleaves then uses none
-        features = ""
-    return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {features}"
+    return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {host_cpu_features()}"
 
 
 def _sha256(data: bytes) -> str:

@@ -6,14 +6,14 @@ which may place a forest's code and its constants far apart, so it has to compil
 large code model, every threshold reached through a 64-bit address. JITLink (through llvmlite's
 LLJIT) places the whole object in one slab and refuses a relocation out of range with an error
 instead of writing a wrong address, so the small code model's 32-bit offsets are safe: the same
-predictions, bitwise, in 15-20% less time on every forest measured (benchmarks/README.md).
+predictions, bitwise, in 18-22% less time on the benchmark model (benchmarks/README.md).
 (llvmlite's MCJIT memory manager that reserves one block aborted the process on a small
 multiclass forest: not used.)
 
 How many trees to evaluate per cache block (lleaves' `fblocksize`) is chosen per forest: the
-best measured differed by forest shape and data (8 for the benchmark model, 34 for a forest of
-small trees, each 1.5-2x slower with the other), so `tuned_object_code` times each size on the
-forest's own sample rows and keeps the fastest.
+best measured differed by forest shape and data (8 for the benchmark model, 17% slower with 34;
+34 for a forest of small trees, 1.9x slower with 8), so `tuned_object_code` times each size on
+the forest's own sample rows and keeps the faster.
 """
 
 import ctypes
@@ -36,8 +36,13 @@ from coverage_serving.core.tree_order import trees_summed_in_lightgbm_order
 
 CODE_MODEL = "small"
 BLOCK_SIZES = (8, 34)  # trees per cache block tried: what the fastest forests measured used
+# lleaves' defaults, passed explicitly: part of the compiled form's key (core.compiled). float64
+# in and out is what the entry point below declares.
+CODEGEN = {"finline": True, "use_fp64": True, "raw_score": False}
 ROOT = "forest_root"
-MIN_ROWS_PER_THREAD = 1_000  # fewer rows are predicted on the caller's thread
+# Each thread takes at least this many rows: fewer than twice as many run on the caller's
+# thread, with no pool (one-row on-demand requests).
+MIN_ROWS_PER_THREAD = 1_000
 # The compiled forest's entry point: features, predictions, first and past-last row.
 _ENTRY = ctypes.CFUNCTYPE(
     None,
@@ -49,12 +54,17 @@ _ENTRY = ctypes.CFUNCTYPE(
 
 
 @dataclass(frozen=True)
-class Tuned:
-    """The object code of the fastest block size, and each size's time per row (µs)."""
+class Tuning:
+    """The block size kept, and each size's time per row (µs) on the sample."""
 
-    code: bytes
     block_size: int
     micros_per_row: dict[int, float]
+
+
+@dataclass(frozen=True)
+class Tuned:
+    code: bytes
+    tuning: Tuning
 
 
 class NativeForest:
@@ -84,7 +94,8 @@ class NativeForest:
         predictions = np.zeros(count * self._classes, dtype=np.float64)
         inputs = rows.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         outputs = predictions.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-        threads = max(1, min(os.cpu_count() or 1, count // MIN_ROWS_PER_THREAD))
+        # The cores this process may use (a container's affinity), not the machine's.
+        threads = max(1, min(len(os.sched_getaffinity(0)), count // MIN_ROWS_PER_THREAD))
         if threads == 1:
             self._entry(inputs, outputs, 0, count)
         else:
@@ -106,7 +117,9 @@ def object_code(booster: lgb.Booster, block_size: int) -> bytes:
         model_file = Path(scratch) / "booster.txt"
         model_file.write_text(booster.model_to_string())
         with trees_summed_in_lightgbm_order():
-            module = compile_to_module(str(model_file), fblocksize=block_size, froot_func_name=ROOT)
+            module = compile_to_module(
+                str(model_file), fblocksize=block_size, froot_func_name=ROOT, **CODEGEN
+            )
     machine = _machine()
     module.data_layout = str(machine.target_data)
     return machine.emit_object(module)
@@ -114,17 +127,17 @@ def object_code(booster: lgb.Booster, block_size: int) -> bytes:
 
 def tuned_object_code(booster: lgb.Booster, sample: Any) -> Tuned:
     """The object code of the block size that predicts `sample` fastest on this machine."""
-    rows = data_to_ndarray(sample, booster.pandas_categorical or [])
+    # Once: each timed predict then takes the rows as they are.
+    rows = np.ascontiguousarray(
+        data_to_ndarray(sample, booster.pandas_categorical or []), dtype=np.float64
+    )
     timed: dict[int, tuple[float, bytes]] = {}
     for block_size in BLOCK_SIZES:
         code = object_code(booster, block_size)
         timed[block_size] = (_seconds_per_row(NativeForest(code, booster), rows), code)
     fastest = min(timed, key=lambda size: timed[size][0])
-    return Tuned(
-        timed[fastest][1],
-        fastest,
-        {size: round(seconds * 1e6, 3) for size, (seconds, _) in timed.items()},
-    )
+    micros = {size: round(seconds * 1e6, 3) for size, (seconds, _) in timed.items()}
+    return Tuned(timed[fastest][1], Tuning(fastest, micros))
 
 
 def _seconds_per_row(forest: NativeForest, rows: np.ndarray) -> float:
@@ -143,13 +156,20 @@ def _initialise_llvm() -> None:
     llvm.initialize_native_asmprinter()
 
 
+def host_cpu_features() -> str:
+    _initialise_llvm()
+    try:
+        return llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM raises where it cannot detect them; lleaves then uses none
+        return ""
+
+
 def _machine() -> llvm.TargetMachine:
     """The host's target machine, as lleaves makes it but with the small code model."""
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:  # LLVM raises where it cannot detect them; lleaves then uses none
-        features = ""
     return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=features, reloc="pic", codemodel=CODE_MODEL
+        cpu=llvm.get_host_cpu_name(),
+        features=host_cpu_features(),
+        reloc="pic",
+        codemodel=CODE_MODEL,
     )

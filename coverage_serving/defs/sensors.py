@@ -17,7 +17,7 @@ from coverage_serving.core.compiled import SETTINGS_TAG, compile_settings
 from coverage_serving.core.reconcile import Held, rectangles, stale
 from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
 from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
-from coverage_serving.defs.attempts import attempted
+from coverage_serving.defs.attempts import RUN_KEY_TAG, attempted
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.names import (
     model_versions_partitions,
@@ -76,7 +76,6 @@ def build_registry_sensor(
     poll_seconds: int,
     shadow_job: AssetJob | None = None,
 ) -> dg.SensorDefinition:
-    versions_asset = version_asset_key(model)
     # The job that writes each prediction table: the served one's, or the shadow's.
     jobs = {
         target.name: shadow_job if target.shadow else scoring_job
@@ -119,12 +118,7 @@ def build_registry_sensor(
 
         new_versions = [v for v in versions if v not in seen.versions]
         run_requests = [
-            dg.RunRequest(
-                run_key=f"{model.name}_model:v{version}",
-                job_name=versions_job.name,
-                asset_selection=[versions_asset],
-                partition_key=str(version),
-            )
+            _recording(model, versions_job, version, f"{model.name}_model:v{version}")
             for version in new_versions
         ]
         reasons = []
@@ -139,12 +133,9 @@ def build_registry_sensor(
             run_requests += requests
             reasons.append(reason)
         served = [ref for ref, _ in desired.values() if ref is not None]
-        recompiles = _recompiles(context.instance, models, model, served, versions_job)
+        recompiles, found = _recompiles(context.instance, models, model, served, versions_job)
         run_requests += recompiles
-        reasons += [
-            f"{model.name}: v{r.partition_key} was compiled under other settings: compiling again"
-            for r in recompiles
-        ]
+        reasons += found
         reason = "; ".join(reasons)
         context.log.info(reason)
         return dg.SensorResult(
@@ -228,30 +219,62 @@ def _recompiles(
     model: ModelConfig,
     served: list[ModelVersionRef],
     versions_job: AssetJob,
-) -> list[dg.RunRequest]:
-    """The served versions (and the challenger) recorded in this instance whose compile outcome
-    was reached under other settings than this deployment's: their version partition is
-    recorded again, which compiles them, once per settings (the run key). A version not
-    recorded yet is compiled by its first record."""
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Runs recording again the served versions (and the challenger) recorded in this instance
+    whose compile outcome was reached under other settings than this deployment's, which
+    compiles them; and what was found. Once per settings (the run key), a failed run tried again
+    (defs.attempts); a version not recorded yet is compiled by its first record."""
     settings = compile_settings(models, model)
-    asset = version_asset_key(model)
     recorded = instance.get_latest_storage_id_by_partition(
-        asset, dg.DagsterEventType.ASSET_MATERIALIZATION
+        version_asset_key(model), dg.DagsterEventType.ASSET_MATERIALIZATION
     )
-    due = {
-        ref.version
-        for ref in served
-        if str(ref.version) in recorded and ref.tags.get(SETTINGS_TAG) != settings
-    }
-    return [
-        dg.RunRequest(
-            run_key=f"{model.name}_model:v{version}:compiled-{settings}",
-            job_name=versions_job.name,
-            asset_selection=[asset],
-            partition_key=str(version),
+    due = sorted(
+        {
+            ref.version
+            for ref in served
+            if str(ref.version) in recorded and ref.tags.get(SETTINGS_TAG) != settings
+        }
+    )
+    wanted = [
+        (
+            f"{model.name}: compiling v{version} again",
+            _recording(
+                model, versions_job, version, f"{model.name}_model:v{version}:compiled-{settings}"
+            ),
         )
-        for version in sorted(due)
+        for version in due
     ]
+    attempts, reasons = attempted(instance, wanted)
+    requests = []
+    for request in attempts:
+        by_key = dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key})
+        runs = instance.get_runs(filters=by_key, limit=1)
+        run = runs[0] if runs else None
+        if run is None:
+            requests.append(request)
+            reasons.append(
+                f"{model.name}: v{request.partition_key} was compiled under other settings: "
+                "compiling it again"
+            )
+        elif run.status == dg.DagsterRunStatus.SUCCESS:
+            reasons.append(
+                f"{model.name}: v{request.partition_key} was compiled again by run "
+                f"{run.run_id}, but its tag {SETTINGS_TAG} still differs: see that run's log"
+            )
+        # A run under way: its outcome is compared at a later tick.
+    return requests, reasons
+
+
+def _recording(
+    model: ModelConfig, versions_job: AssetJob, version: int, run_key: str
+) -> dg.RunRequest:
+    """A run recording the version's partition of the version asset."""
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=versions_job.name,
+        asset_selection=[version_asset_key(model)],
+        partition_key=str(version),
+    )
 
 
 def _label(model: ModelConfig, target: PredictionTarget) -> str:

@@ -4,9 +4,10 @@ failed, differed, was corrupted or was built for another machine."""
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import lightgbm as lgb
@@ -65,6 +66,18 @@ def feature_rows(model: ModelConfig, rows: int = 2_000) -> pd.DataFrame:
     return enforce_input_contract(model, PARTITION, frame)[model.feature_columns]
 
 
+LLVM_FAILS = RuntimeError("LLVM ran out of registers")
+
+
+def raising(error: Exception) -> Callable[..., None]:
+    """A stand-in for a library call that fails with `error`."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    return fail
+
+
 def compile_champion(registry: ModelRegistry, model: ModelConfig) -> compiled.CompileReport:
     loaded = load_served_model(registry, model)
     return compile_version(registry, model, loaded, PARTITION, feature_rows(model))
@@ -98,28 +111,30 @@ def test_the_grid_model_compiles_bitwise_equal_and_scoring_uses_it(
     assert int(tags[f"{TAG}.fblocksize"]) in native_forest.BLOCK_SIZES
 
 
+def registered_estimator(registry: ModelRegistry, grid: ModelConfig, estimator: Any) -> ModelConfig:
+    """The grid model's config serving `estimator`, fitted on grid features and registered."""
+    rows = feature_rows(grid, 3_000)
+    estimator.fit(rows, (np.log1p(rows["population"]) + rows["road_density"]).round())
+    name = f"coverage_{type(estimator).__name__.lower()}_model"
+    with using_tracking_uri(registry.tracking_uri), mlflow.start_run():
+        mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            serialization_format="cloudpickle",
+            signature=infer_signature(rows, estimator.predict(rows)),
+            registered_model_name=name,
+        )
+    registry_client(registry.tracking_uri).set_registered_model_alias(name, grid.alias, "1")
+    return grid.model_copy(update={"registered_model": name})
+
+
 def test_a_pipeline_ending_in_lightgbm_compiles_its_booster_and_keeps_its_steps(
     registry: ModelRegistry, grid: ModelConfig
 ) -> None:
-    rows = feature_rows(grid, 3_000)
-    pipeline = Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("lightgbm", lgb.LGBMRegressor(n_estimators=60, num_leaves=15, verbose=-1)),
-        ]
+    regressor = lgb.LGBMRegressor(n_estimators=60, num_leaves=15, verbose=-1)
+    model = registered_estimator(
+        registry, grid, Pipeline([("scale", StandardScaler()), ("lightgbm", regressor)])
     )
-    pipeline.fit(rows, np.log1p(rows["population"]) + rows["road_density"])
-    with using_tracking_uri(registry.tracking_uri), mlflow.start_run():
-        mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            serialization_format="cloudpickle",
-            signature=infer_signature(rows, pipeline.predict(rows)),
-            registered_model_name="coverage_pipeline_model",
-        )
-    client = registry_client(registry.tracking_uri)
-    client.set_registered_model_alias("coverage_pipeline_model", grid.alias, "1")
-    model = grid.model_copy(update={"registered_model": "coverage_pipeline_model"})
 
     report = compile_champion(registry, model)
     compiled._LOADED.clear()
@@ -133,13 +148,39 @@ def test_a_pipeline_ending_in_lightgbm_compiles_its_booster_and_keeps_its_steps(
     assert np.array_equal(loaded.predict(fresh), own)
 
 
+def test_a_lightgbm_classifier_is_not_compiled_its_pyfunc_predicts_labels(
+    registry: ModelRegistry, grid: ModelConfig
+) -> None:
+    classifier = lgb.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1)
+    model = registered_estimator(registry, grid, classifier)
+
+    report = compile_champion(registry, model)
+
+    assert report.outcome == (
+        "not compiled: a LightGBM classifier's pyfunc predicts labels, its forest scores"
+    )
+    assert load_served_model(registry, model).compiled is None
+
+
+def test_a_new_outcome_replaces_the_figures_of_the_last(
+    registry: ModelRegistry, grid: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert compile_champion(registry, grid).compiled
+
+    monkeypatch.setattr(native_forest, "compile_to_module", raising(LLVM_FAILS))
+    compile_champion(registry, grid)
+
+    tags = registry_client(registry.tracking_uri).get_model_version(grid.registered_model, "1").tags
+    assert tags[TAG].startswith("failed")
+    assert f"{TAG}.rows_bitwise_equal" not in tags
+    assert f"{TAG}.fblocksize" not in tags
+    assert f"{TAG}.settings" in tags
+
+
 def test_a_compile_failure_is_reported_and_scoring_falls_back(
     registry: ModelRegistry, grid: ModelConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("LLVM ran out of registers")
-
-    monkeypatch.setattr(native_forest, "compile_to_module", fail)
+    monkeypatch.setattr(native_forest, "compile_to_module", raising(LLVM_FAILS))
 
     report = compile_champion(registry, grid)
     monkeypatch.undo()
@@ -155,10 +196,9 @@ def test_a_compile_failure_is_reported_and_scoring_falls_back(
 def test_an_artifact_store_that_refuses_the_form_is_a_failure_not_an_error(
     registry: ModelRegistry, grid: ModelConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("bucket not writable")
-
-    monkeypatch.setattr(mlflow.MlflowClient, "log_artifacts", refuse)
+    monkeypatch.setattr(
+        mlflow.MlflowClient, "log_artifacts", raising(OSError("bucket not writable"))
+    )
 
     report = compile_champion(registry, grid)
     monkeypatch.undo()
@@ -231,10 +271,8 @@ def test_a_form_the_jit_linker_refuses_is_rejected(
     assert compile_champion(registry, grid).compiled
 
     # A mock: JITLink refuses a forest too large for 32-bit offsets, which no test forest is.
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("relocation target out of range")
-
-    monkeypatch.setattr(native_forest.llvm.JITLibraryBuilder, "link", refuse)
+    out_of_range = raising(RuntimeError("relocation target out of range"))
+    monkeypatch.setattr(native_forest.llvm.JITLibraryBuilder, "link", out_of_range)
     loaded = load_served_model(registry, grid)
 
     assert loaded.compiled is None

@@ -55,7 +55,23 @@ def test_the_tuned_block_size_is_the_fastest_tried_on_the_sample() -> None:
 
     tuned = tuned_object_code(booster, ROWS)
 
-    assert set(tuned.micros_per_row) == set(BLOCK_SIZES)
-    assert tuned.micros_per_row[tuned.block_size] == min(tuned.micros_per_row.values())
+    assert set(tuned.tuning.micros_per_row) == set(BLOCK_SIZES)
+    times = tuned.tuning.micros_per_row
+    assert times[tuned.tuning.block_size] == min(times.values())
     forest = NativeForest(tuned.code, booster)
     assert np.array_equal(forest.predict(ROWS), booster.predict(ROWS))
+
+
+def test_a_categorical_frame_and_no_rows_predict_like_lightgbm() -> None:
+    frame = pd.DataFrame(ROWS[:, :3], columns=["a", "b", "c"])
+    frame["kind"] = pd.Categorical(np.where(ROWS[:, 3] > 0, "urban", "rural"))
+    target = ROWS[:, 0] + (frame["kind"] == "urban") * 2.0
+    booster = lgb.train(
+        {"num_leaves": 15, "verbose": -1, "objective": "regression"},
+        lgb.Dataset(frame, target),
+        30,
+    )
+    forest = NativeForest(object_code(booster, block_size=8), booster)
+
+    assert np.array_equal(forest.predict(frame), booster.predict(frame))
+    assert forest.predict(frame.head(0)).shape == (0,)
