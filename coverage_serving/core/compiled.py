@@ -261,7 +261,7 @@ def compiled_predictor(
         return None, f"{OWN_PREDICT} ({reason})"
     key = CompileKey.of(found.booster)
     try:
-        predictor = _load_stored(registry.tracking_uri, loaded, key, model)
+        predictor = _load_stored(registry.tracking_uri, loaded, found, key, model)
     except Exception as err:  # a form that cannot be used is no reason not to serve
         message = f"{OWN_PREDICT} (compiled form rejected: {redact(str(err))})"
         log.warning("model %r version %s: %s", model.name, loaded.ref.version, message)
@@ -402,17 +402,17 @@ _LOADING = threading.Lock()
 
 
 def _load_stored(
-    tracking_uri: str, loaded: LoadedModel, key: CompileKey, model: ModelConfig
+    tracking_uri: str, loaded: LoadedModel, found: LightGBM, key: CompileKey, model: ModelConfig
 ) -> CompiledPredictor | None:
     """The stored form of `key`, once per process: None when there is none, an error when the
     stored one is not what it must be."""
     cache_key = (tracking_uri, loaded.ref.name, loaded.ref.version, key.digest)
     with _LOADING:
         if cache_key not in _LOADED:
-            found = _downloaded_and_validated(tracking_uri, loaded, key, model)
-            if found is None:
+            stored = _downloaded_and_validated(tracking_uri, loaded, found, key, model)
+            if stored is None:
                 return None
-            _LOADED[cache_key] = found
+            _LOADED[cache_key] = stored
         return _LOADED[cache_key]
 
 
@@ -421,7 +421,7 @@ class InvalidCompiledForm(Exception):
 
 
 def _downloaded_and_validated(
-    tracking_uri: str, loaded: LoadedModel, key: CompileKey, model: ModelConfig
+    tracking_uri: str, loaded: LoadedModel, found: LightGBM, key: CompileKey, model: ModelConfig
 ) -> CompiledPredictor | None:
     client = registry_client(tracking_uri)
     run_id = loaded.ref.run_id
@@ -430,8 +430,6 @@ def _downloaded_and_validated(
     stored = {item.path for item in client.list_artifacts(run_id, folder)}
     if f"{folder}/{MANIFEST_FILE}" not in stored:
         return None
-    found = lightgbm_of(loaded)
-    assert found is not None
     with tempfile.TemporaryDirectory(prefix="coverage-serving-compiled-") as scratch:
         local = Path(client.download_artifacts(run_id, folder, scratch))
         manifest = json.loads((local / MANIFEST_FILE).read_text())

@@ -30,14 +30,20 @@ def attempted(
     return attempts, given_up
 
 
+def run_of(instance: dg.DagsterInstance, run_key: str) -> dg.DagsterRun | None:
+    """The run a sensor launched under `run_key`, if any."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    return runs[0] if runs else None
+
+
 def _next_attempt(instance: dg.DagsterInstance, run_key: str) -> tuple[str | None, list[str]]:
     """The run key to request for `run_key`'s work, and the runs that failed it so far; None
     once MAX_ATTEMPTS runs failed."""
     failed: list[str] = []
     for attempt in range(MAX_ATTEMPTS):
         numbered = run_key if attempt == 0 else f"{run_key}:retry{attempt}"
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: numbered}), limit=1)
-        if not runs or runs[0].status not in ENDED_BADLY:
+        run = run_of(instance, numbered)
+        if run is None or run.status not in ENDED_BADLY:
             return numbered, failed
-        failed.append(runs[0].run_id)
+        failed.append(run.run_id)
     return None, failed

@@ -17,7 +17,7 @@ from coverage_serving.core.compiled import SETTINGS_TAG, compile_settings
 from coverage_serving.core.reconcile import Held, rectangles, stale
 from coverage_serving.core.served_version import HeldByGateError, Pin, served_version
 from coverage_serving.core.tables import PredictionTarget, prediction_targets, served_target
-from coverage_serving.defs.attempts import RUN_KEY_TAG, attempted
+from coverage_serving.defs.attempts import attempted, run_of
 from coverage_serving.defs.jobs import AssetJob
 from coverage_serving.defs.names import (
     model_versions_partitions,
@@ -247,9 +247,8 @@ def _recompiles(
     attempts, reasons = attempted(instance, wanted)
     requests = []
     for request in attempts:
-        by_key = dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key})
-        runs = instance.get_runs(filters=by_key, limit=1)
-        run = runs[0] if runs else None
+        assert request.run_key is not None
+        run = run_of(instance, request.run_key)
         if run is None:
             requests.append(request)
             reasons.append(

@@ -154,6 +154,30 @@ def test_a_served_version_compiled_under_other_settings_is_compiled_again_once(
     assert requested(sensor.tick(cursor=json.dumps({"versions": [1]}))) == []
 
 
+def test_a_recompile_that_ran_but_left_the_settings_differing_is_named_not_requested(
+    sensor: StoreSensor,
+) -> None:
+    sensor.instance.add_dynamic_partitions("store_model_versions", ["1"])
+    sensor.score("record_store_versions", partition_key="1")
+    client = registry_client(sensor.state.tracking_uri)
+    client.set_model_version_tag(sensor.store.registered_model, "1", SETTINGS_TAG, "earlier")
+    [request] = sensor.tick(cursor=json.dumps({"versions": [1]})).run_requests or []
+    # Its run succeeded, yet the tag still differs (MLflow refused it, say).
+    done = sensor.instance.add_run(
+        dg.DagsterRun(
+            job_name="record_store_versions",
+            run_id="b" * 32,
+            status=dg.DagsterRunStatus.SUCCESS,
+            tags={RUN_KEY_TAG: request.run_key or ""},
+        )
+    )
+
+    result = sensor.tick(cursor=json.dumps({"versions": [1]}))
+
+    assert requested(result) == []
+    assert f"v1 was compiled again by run {done.run_id}, but its tag" in reason(result)
+
+
 def test_no_rescoring_is_requested_while_a_run_writes_the_table(sensor: StoreSensor) -> None:
     register_version(sensor.store, sensor.state, Constant(), alias="champion")
     writing = sensor.instance.add_run(
